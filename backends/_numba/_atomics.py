@@ -1,0 +1,167 @@
+"""CPU atomics for numba, emitted as LLVM instructions.
+
+Numba has no public CPU atomics, so each operation here is an
+``numba.extending.intrinsic`` over a (uint32 array, index) pair that emits
+the LLVM atomic instruction directly. Every function names its memory
+order; the kernels name which access each one pairs with.
+
+Only this module and ``_kernels.py`` hold jitted code.
+"""
+
+from __future__ import annotations
+
+import platform
+
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+_IS_X86 = platform.machine().lower() in ("x86_64", "amd64", "i686", "i386")
+
+
+def _is_u32_array(arr: types.Type) -> bool:
+    return isinstance(arr, types.Array) and arr.ndim == 1 and arr.dtype == types.uint32
+
+
+def _element_pointer(context, builder, arr_type, arr, idx_type, idx):  # type: ignore[no-untyped-def]
+    """Pointer to ``arr[idx]``, honouring strides, without bounds checks."""
+    array = context.make_array(arr_type)(context, builder, arr)
+    index = context.cast(builder, idx, idx_type, types.intp)
+    return cgutils.get_item_pointer(context, builder, arr_type, array, [index])
+
+
+def _u32(context, builder, value, value_type):  # type: ignore[no-untyped-def]
+    return context.cast(builder, value, value_type, types.uint32)
+
+
+def _make_load(ordering: str):  # type: ignore[no-untyped-def]
+    @intrinsic
+    def load(typingctx, arr, idx):  # type: ignore[no-untyped-def]
+        if not (_is_u32_array(arr) and isinstance(idx, types.Integer)):
+            return None
+
+        def codegen(context, builder, sig, args):  # type: ignore[no-untyped-def]
+            ptr = _element_pointer(context, builder, arr, args[0], idx, args[1])
+            return builder.load_atomic(ptr, ordering, 4)
+
+        return types.uint32(arr, idx), codegen
+
+    return load
+
+
+def _make_store(ordering: str):  # type: ignore[no-untyped-def]
+    @intrinsic
+    def store(typingctx, arr, idx, value):  # type: ignore[no-untyped-def]
+        if not (_is_u32_array(arr) and isinstance(idx, types.Integer)):
+            return None
+        if not isinstance(value, types.Integer):
+            return None
+
+        def codegen(context, builder, sig, args):  # type: ignore[no-untyped-def]
+            ptr = _element_pointer(context, builder, arr, args[0], idx, args[1])
+            builder.store_atomic(_u32(context, builder, args[2], value), ptr, ordering, 4)
+            return context.get_dummy_value()
+
+        return types.void(arr, idx, value), codegen
+
+    return store
+
+
+# Relaxed ("monotonic" in LLVM): atomic, no ordering. Used for the caller's own
+# head, which only a CAS (or a single owner) changes.
+load_relaxed = _make_load("monotonic")
+# Acquire: later loads and stores stay after it. Pairs with a store_release.
+load_acquire = _make_load("acquire")
+store_relaxed = _make_store("monotonic")
+# Release: earlier loads and stores stay before it. Pairs with a load_acquire.
+store_release = _make_store("release")
+
+
+@intrinsic
+def cas_relaxed(typingctx, arr, idx, expected, desired):  # type: ignore[no-untyped-def]
+    """``arr[idx] == expected`` ? store ``desired``, True : False; relaxed on both paths.
+
+    The ring orders around it with a fence and acquire loads, as DPDK's C11
+    ring does, so the exchange itself needs no ordering.
+    """
+    if not (_is_u32_array(arr) and isinstance(idx, types.Integer)):
+        return None
+    if not (isinstance(expected, types.Integer) and isinstance(desired, types.Integer)):
+        return None
+
+    def codegen(context, builder, sig, args):  # type: ignore[no-untyped-def]
+        ptr = _element_pointer(context, builder, arr, args[0], idx, args[1])
+        old = _u32(context, builder, args[2], expected)
+        new = _u32(context, builder, args[3], desired)
+        result = builder.cmpxchg(ptr, old, new, "monotonic", "monotonic")
+        return builder.extract_value(result, 1)
+
+    return types.boolean(arr, idx, expected, desired), codegen
+
+
+@intrinsic
+def fetch_add(typingctx, arr, idx, delta):  # type: ignore[no-untyped-def]
+    """Atomically add ``delta`` to ``arr[idx]`` (sequentially consistent); returns the old value."""
+    if not (_is_u32_array(arr) and isinstance(idx, types.Integer)):
+        return None
+    if not isinstance(delta, types.Integer):
+        return None
+
+    def codegen(context, builder, sig, args):  # type: ignore[no-untyped-def]
+        ptr = _element_pointer(context, builder, arr, args[0], idx, args[1])
+        value = _u32(context, builder, args[2], delta)
+        return builder.atomic_rmw("add", ptr, value, "seq_cst")
+
+    return types.uint32(arr, idx, delta), codegen
+
+
+def _make_fence(ordering: str):  # type: ignore[no-untyped-def]
+    @intrinsic
+    def fence(typingctx):  # type: ignore[no-untyped-def]
+        def codegen(context, builder, sig, args):  # type: ignore[no-untyped-def]
+            builder.fence(ordering)
+            return context.get_dummy_value()
+
+        return types.void(), codegen
+
+    return fence
+
+
+# Keeps an earlier load (the caller's head) before later loads (the other
+# side's tail): DPDK's __atomic_thread_fence(__ATOMIC_ACQUIRE) in move_head.
+fence_acquire = _make_fence("acquire")
+# Full barrier: the sleep/wake handshake needs store->load ordering on both sides.
+fence_seq_cst = _make_fence("seq_cst")
+
+
+@intrinsic
+def cpu_relax(typingctx):  # type: ignore[no-untyped-def]
+    """A spin-wait hint (x86 ``pause``); a no-op elsewhere."""
+
+    def codegen(context, builder, sig, args):  # type: ignore[no-untyped-def]
+        if _IS_X86:
+            fn = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(ir.VoidType(), []), "llvm.x86.sse2.pause"
+            )
+            builder.call(fn, [])
+        return context.get_dummy_value()
+
+    return types.void(), codegen
+
+
+@intrinsic
+def sched_yield(typingctx):  # type: ignore[no-untyped-def]
+    """Give the CPU away: a spinner preempted holder must be allowed to run.
+
+    Declared as an external symbol (not a ctypes pointer) so ``cache=True`` works.
+    """
+
+    def codegen(context, builder, sig, args):  # type: ignore[no-untyped-def]
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.IntType(32), []), "sched_yield"
+        )
+        builder.call(fn, [])
+        return context.get_dummy_value()
+
+    return types.void(), codegen

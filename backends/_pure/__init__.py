@@ -1,0 +1,103 @@
+"""The ``pure`` backend: a ring in Python objects, for threads of one process.
+
+No numba needed. Each side takes a lock when several threads may use it
+(MP/MC); a single-producer or single-consumer side takes none, because the
+GIL makes its counter update visible only after its slot writes. It is the
+oracle the jitted backends are tested against.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from typing import ClassVar
+
+from pktflow.abc import RING_F_SC_DEQ, RING_F_SP_ENQ, Backend, Ring, U32Array
+
+_U32_MASK = 0xFFFFFFFF
+
+
+def _side_lock(single: bool) -> contextlib.AbstractContextManager[object]:
+    return contextlib.nullcontext() if single else threading.Lock()
+
+
+class PureRing(Ring):
+    def __init__(self, name: str, size: int, capacity: int, flags: int) -> None:
+        self.name, self.size, self.capacity, self.flags = name, size, capacity, flags
+        self._slots = [0] * size
+        self._mask = size - 1
+        self._prod = 0  # the head and tail of each side coincide: a transfer
+        self._cons = 0  # happens whole under that side's lock
+        self._prod_lock = _side_lock(bool(flags & RING_F_SP_ENQ))
+        self._cons_lock = _side_lock(bool(flags & RING_F_SC_DEQ))
+
+    def _put(self, objs: U32Array, n: int, fixed: bool) -> int:
+        with self._prod_lock:
+            room = (self.capacity + self._cons - self._prod) & _U32_MASK
+            k = n if n <= room else (0 if fixed else room)
+            if k:
+                first = self._prod & self._mask
+                run = min(k, self.size - first)
+                values = objs[:k].tolist()
+                self._slots[first : first + run] = values[:run]
+                self._slots[: k - run] = values[run:]
+                self._prod = (self._prod + k) & _U32_MASK
+            return k
+
+    def _get(self, out: U32Array, n: int, fixed: bool) -> int:
+        with self._cons_lock:
+            waiting = (self._prod - self._cons) & _U32_MASK
+            k = n if n <= waiting else (0 if fixed else waiting)
+            if k:
+                first = self._cons & self._mask
+                run = min(k, self.size - first)
+                out[:run] = self._slots[first : first + run]
+                out[run:k] = self._slots[: k - run]
+                self._cons = (self._cons + k) & _U32_MASK
+            return k
+
+    def enqueue_bulk(self, objs: U32Array, n: int) -> int:
+        return self._put(objs, n, True)
+
+    def enqueue_burst(self, objs: U32Array, n: int) -> int:
+        return self._put(objs, n, False)
+
+    def dequeue_bulk(self, out: U32Array, n: int) -> int:
+        return self._get(out, n, True)
+
+    def dequeue_burst(self, out: U32Array, n: int) -> int:
+        return self._get(out, n, False)
+
+    def enqueue(self, handle: int) -> bool:
+        with self._prod_lock:
+            if (self._prod - self._cons) & _U32_MASK >= self.capacity:
+                return False
+            self._slots[self._prod & self._mask] = handle
+            self._prod = (self._prod + 1) & _U32_MASK
+            return True
+
+    def dequeue(self) -> int | None:
+        with self._cons_lock:
+            if self._prod == self._cons:
+                return None
+            handle = self._slots[self._cons & self._mask]
+            self._cons = (self._cons + 1) & _U32_MASK
+            return handle
+
+    def count(self) -> int:
+        return (self._prod - self._cons) & _U32_MASK
+
+    def reset(self, counter_start: int = 0) -> None:
+        with self._prod_lock, self._cons_lock:
+            self._prod = self._cons = counter_start & _U32_MASK
+
+    def close(self, unlink: bool) -> None:
+        self._slots = []
+
+
+class PureBackend(Backend):
+    name: ClassVar[str] = "pure"
+    description: ClassVar[str] = "Python list and locks; threads of one process; no numba"
+
+    def create_ring(self, name: str, size: int, capacity: int, flags: int) -> Ring:
+        return PureRing(name, size, capacity, flags)

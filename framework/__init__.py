@@ -1,0 +1,70 @@
+"""pktflow: DPDK's memory model for Python.
+
+Huge-page memory zones, lock-free rings of 32-bit handles, mempools with
+per-lcore caches and packet buffers (mbufs) that move between pipeline
+stages as handles, never as copied bytes.
+
+Usage::
+
+    import numpy as np, pktflow
+    with pktflow.Ring("rx0", 1024) as ring:
+        ring.enqueue_burst(np.arange(32, dtype=np.uint32))
+"""
+
+from __future__ import annotations
+
+from ._errors import (
+    BackendError,
+    ClosedError,
+    ConfigError,
+    ExistsError,
+    MbufError,
+    MempoolError,
+    NotFoundError,
+    PktflowError,
+    PktflowTypeError,
+    PktflowValueError,
+    RingError,
+)
+from ._memory import Zone, ZoneInfo, cleanup_zones, hugepage_info, list_zones
+from ._registry import (
+    available_backends,
+    backend_names,
+    default_backend_name,
+    get_backend,
+    register_backend,
+)
+from ._registry import unavailable_reason as backend_unavailable_reason
+from ._ring import Ring
+from .abc import RING_F_EXACT_SZ, RING_F_SC_DEQ, RING_F_SP_ENQ
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "RING_F_EXACT_SZ",
+    "RING_F_SC_DEQ",
+    "RING_F_SP_ENQ",
+    "BackendError",
+    "ClosedError",
+    "ConfigError",
+    "ExistsError",
+    "MbufError",
+    "MempoolError",
+    "NotFoundError",
+    "PktflowError",
+    "PktflowTypeError",
+    "PktflowValueError",
+    "Ring",
+    "RingError",
+    "Zone",
+    "ZoneInfo",
+    "available_backends",
+    "backend_names",
+    "backend_unavailable_reason",
+    "cleanup_zones",
+    "default_backend_name",
+    "get_backend",
+    "hugepage_info",
+    "list_zones",
+    "register_backend",
+]

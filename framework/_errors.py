@@ -1,0 +1,64 @@
+"""The exception hierarchy: one root, each class also the builtin users expect."""
+
+from __future__ import annotations
+
+
+class PktflowError(Exception):
+    """Root of every error pktflow raises on purpose."""
+
+
+class PktflowValueError(PktflowError, ValueError):
+    """An argument has the right type but a wrong value (size, count, name)."""
+
+
+class PktflowTypeError(PktflowError, TypeError):
+    """An argument has the wrong type (e.g. an array that is not uint32)."""
+
+
+class RingError(PktflowError):
+    """A ring was misused or is inconsistent."""
+
+
+class MempoolError(PktflowError):
+    """A mempool was misused: double put, a handle from another pool."""
+
+
+class MbufError(PktflowError):
+    """An mbuf operation was misused: chaining into itself, too many segments."""
+
+
+class ConfigError(PktflowError, ValueError):
+    """A pipeline definition is wrong; names the file, line and key.
+
+    Usage: ``raise ConfigError("unknown stage type 'foo'", file=p, line=3, key="stages.a.type")``
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | None = None,
+        line: int | None = None,
+        key: str | None = None,
+    ) -> None:
+        self.file, self.line, self.key = file, line, key
+        where = ":".join(str(part) for part in (file, line) if part is not None)
+        prefix = f"{where}: " if where else ""
+        suffix = f" (key {key!r})" if key else ""
+        super().__init__(f"{prefix}{message}{suffix}")
+
+
+class BackendError(PktflowError):
+    """A backend is unknown or unavailable here (numba missing, no huge pages)."""
+
+
+class ClosedError(PktflowError, ValueError):
+    """The object was closed; like I/O on a closed file, a ValueError."""
+
+
+class NotFoundError(PktflowError, LookupError):
+    """No shared object of that name exists (or it was unlinked)."""
+
+
+class ExistsError(PktflowError, FileExistsError):
+    """An object of that name already exists."""

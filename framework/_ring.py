@@ -1,0 +1,328 @@
+"""The ``Ring`` users construct: argument checks and lifecycle over a backend ring.
+
+Every check that keeps a ring consistent happens here, once, before a
+backend sees the call; backends then only move handles.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from typing import Any
+
+import numpy as np
+
+from . import _registry
+from ._errors import (
+    ClosedError,
+    ExistsError,
+    NotFoundError,
+    PktflowTypeError,
+    PktflowValueError,
+)
+from .abc import RING_F_EXACT_SZ, RING_F_SC_DEQ, RING_F_SP_ENQ, JitOps, U32Array
+from .abc import Ring as RingImpl
+
+__all__ = ["RING_SZ_MAX", "Ring"]
+
+RING_SZ_MAX = 1 << 30  # DPDK's RTE_RING_SZ_MASK allows sizes below 2**31
+_KNOWN_FLAGS = RING_F_SP_ENQ | RING_F_SC_DEQ | RING_F_EXACT_SZ
+_U32 = np.dtype(np.uint32)
+_HANDLE_MAX = 0xFFFFFFFF
+
+# The creating facades of this process's rings by name, so that private rings
+# can be looked up too.
+_local_lock = threading.Lock()
+_local: weakref.WeakValueDictionary[str, Ring] = weakref.WeakValueDictionary()
+
+
+def _array_error(array: Any, role: str) -> Exception:
+    if not isinstance(array, np.ndarray):
+        return PktflowTypeError(f"{role} must be a numpy uint32 array, not {type(array).__name__}")
+    if array.dtype != _U32:
+        return PktflowTypeError(
+            f"{role} must have dtype uint32, not {array.dtype} (it is never cast silently)"
+        )
+    return PktflowValueError(f"{role} must be 1-dimensional, not {array.ndim}-dimensional")
+
+
+def _checked_n(array: Any, n: int | None, role: str) -> int:
+    """``n`` (default: the whole array) after checking the array and the count."""
+    if type(array) is not np.ndarray or array.dtype is not _U32 or array.ndim != 1:
+        # A dtype equal to uint32 but not the canonical instance (e.g. '<u4'
+        # built by hand) is still fine.
+        if not (isinstance(array, np.ndarray) and array.dtype == _U32 and array.ndim == 1):
+            raise _array_error(array, role)
+    length = array.shape[0]
+    if n is None:
+        return int(length)
+    if type(n) is not int:
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+            raise PktflowTypeError(f"n must be an int, not {type(n).__name__}")
+        n = int(n)
+    if n < 0 or n > length:
+        raise PktflowValueError(f"n={n} is outside 0..{length} (the length of {role})")
+    return n
+
+
+def _check_out(out: Any, n: int | None) -> int:
+    count = _checked_n(out, n, "out")
+    if not out.flags.writeable:
+        raise PktflowValueError("out must be a writable array")
+    return count
+
+
+def _closed(*args: object, **kwargs: object) -> Any:
+    raise ClosedError("the ring is closed")
+
+
+def ring_size(count: int, flags: int) -> tuple[int, int]:
+    """(size, capacity) of a ring asked to hold ``count`` with ``flags``, as DPDK sizes it."""
+    if isinstance(count, bool) or not isinstance(count, (int, np.integer)):
+        raise PktflowTypeError(f"ring count must be an int, not {type(count).__name__}")
+    count = int(count)
+    if flags & RING_F_EXACT_SZ:
+        if not 1 <= count < RING_SZ_MAX:
+            raise PktflowValueError(f"ring count {count} is outside 1..{RING_SZ_MAX - 1}")
+        return 1 << count.bit_length(), count  # the next power of two above count
+    if count < 1 or count & (count - 1) or count > RING_SZ_MAX:
+        raise PktflowValueError(
+            f"ring size {count} must be a power of two in 1..{RING_SZ_MAX} "
+            "(or pass flags=RING_F_EXACT_SZ for an exact capacity)"
+        )
+    return count, count - 1
+
+
+class Ring:
+    """A bounded lock-free FIFO of 32-bit handles with DPDK's rte_ring semantics.
+
+    Usage::
+
+        with pktflow.Ring("rx0", 1024, backend="numba") as ring:
+            ring.enqueue_burst(handles)          # as many as fit
+            got = ring.dequeue_burst(out)        # into a preallocated uint32 array
+    """
+
+    def __init__(
+        self, name: str, count: int, flags: int = 0, backend: str | None = None
+    ) -> None:
+        if not isinstance(name, str) or not name:
+            raise PktflowValueError(f"a ring name must be a non-empty string, not {name!r}")
+        if isinstance(flags, bool) or not isinstance(flags, int) or flags & ~_KNOWN_FLAGS:
+            raise PktflowValueError(
+                f"unknown ring flags {flags!r}; use RING_F_SP_ENQ | RING_F_SC_DEQ | RING_F_EXACT_SZ"
+            )
+        size, capacity = ring_size(count, flags)
+        chosen = _registry.get_backend(backend)
+        with _local_lock:
+            if name in _local:
+                raise ExistsError(f"a ring named {name!r} already exists in this process")
+            impl = chosen.create_ring(name, size, capacity, flags)
+            self._bind(impl, chosen.name, creator=True, owns_impl=True)
+            _local[name] = self
+
+    @classmethod
+    def lookup(cls, name: str) -> Ring:
+        """Attach to a ring by name: one of this process, or a shared one.
+
+        Raises ``NotFoundError`` when no live ring has that name.
+
+        Usage: ``ring = pktflow.Ring.lookup("rx0")``
+        """
+        with _local_lock:
+            creator = _local.get(name)
+        if creator is not None and creator._impl is not None:
+            # The same backend ring, shared with its creator: closing this
+            # facade must leave the ring alone.
+            return cls._attached(creator._impl, creator.backend, owns_impl=False)
+        for backend_name in _registry.available_backends():
+            backend = _registry.get_backend(backend_name)
+            if not backend.shared:
+                continue
+            try:
+                impl = backend.lookup_ring(name)
+            except NotFoundError:
+                continue
+            return cls._attached(impl, backend_name, owns_impl=True)
+        raise NotFoundError(f"no ring named {name!r} in this process or in shared memory")
+
+    @classmethod
+    def _attached(cls, impl: RingImpl, backend_name: str, *, owns_impl: bool) -> Ring:
+        ring = cls.__new__(cls)
+        ring._bind(impl, backend_name, creator=False, owns_impl=owns_impl)
+        return ring
+
+    def _bind(self, impl: RingImpl, backend_name: str, *, creator: bool, owns_impl: bool) -> None:
+        self._impl: RingImpl | None = impl
+        self._creator = creator
+        self._owns_impl = owns_impl
+        self.name: str = impl.name
+        self.size: int = impl.size
+        self.capacity: int = impl.capacity
+        self.flags: int = impl.flags
+        self.backend: str = backend_name
+        # Bound once: the hot path is one attribute load and one call.
+        self._enqueue_bulk = impl.enqueue_bulk
+        self._enqueue_burst = impl.enqueue_burst
+        self._dequeue_bulk = impl.dequeue_bulk
+        self._dequeue_burst = impl.dequeue_burst
+        self._enqueue_one = impl.enqueue
+        self._dequeue_one = impl.dequeue
+        self._count = impl.count
+
+    # -- the batch operations: one call per burst ---------------------------
+
+    def enqueue_bulk(self, objs: U32Array, n: int | None = None) -> int:
+        """Enqueue ``objs[:n]`` entirely or not at all; returns n or 0.
+
+        Usage: ``if ring.enqueue_bulk(burst, k) == 0: ...  # not enough room``
+        """
+        return self._enqueue_bulk(objs, _checked_n(objs, n, "objs"))
+
+    def enqueue_burst(self, objs: U32Array, n: int | None = None) -> int:
+        """Enqueue as many of ``objs[:n]`` as fit; returns how many.
+
+        Usage: ``sent = ring.enqueue_burst(burst, k)``
+        """
+        return self._enqueue_burst(objs, _checked_n(objs, n, "objs"))
+
+    def dequeue_bulk(self, out: U32Array, n: int | None = None) -> int:
+        """Dequeue exactly ``n`` handles into ``out`` or none; returns n or 0.
+
+        Usage: ``got = ring.dequeue_bulk(out, 32)``
+        """
+        return self._dequeue_bulk(out, _check_out(out, n))
+
+    def dequeue_burst(self, out: U32Array, n: int | None = None) -> int:
+        """Dequeue up to ``n`` (default ``len(out)``) handles into ``out``; returns how many.
+
+        Usage: ``got = ring.dequeue_burst(out)``
+        """
+        return self._dequeue_burst(out, _check_out(out, n))
+
+    # -- conveniences derived from the batch operations ----------------------
+
+    def enqueue(self, handle: int) -> bool:
+        """Enqueue one handle (``0 <= handle < 2**32``); False when full.
+
+        Usage: ``ring.enqueue(7)``
+        """
+        if isinstance(handle, bool) or not isinstance(handle, (int, np.integer)):
+            raise PktflowTypeError(f"a handle must be an int, not {type(handle).__name__}")
+        if not 0 <= handle <= _HANDLE_MAX:
+            raise PktflowValueError(f"handle {handle} is not a 32-bit unsigned value")
+        return self._enqueue_one(int(handle))
+
+    def dequeue(self) -> int | None:
+        """Dequeue one handle; None when empty.
+
+        Usage: ``h = ring.dequeue()``
+        """
+        return self._dequeue_one()
+
+    def count(self) -> int:
+        """Handles in the ring now.
+
+        Usage: ``ring.count()``
+        """
+        return self._count()
+
+    def free_count(self) -> int:
+        """Free slots now: ``capacity - count()``.
+
+        Usage: ``ring.free_count()``
+        """
+        return self.capacity - self._count()
+
+    def full(self) -> bool:
+        """Whether no handle fits now.
+
+        Usage: ``ring.full()``
+        """
+        return self._count() >= self.capacity
+
+    def empty(self) -> bool:
+        """Whether no handle is waiting now.
+
+        Usage: ``ring.empty()``
+        """
+        return self._count() == 0
+
+    def reset(self) -> None:
+        """Drop every handle; not safe while other threads or processes use the ring.
+
+        Usage: ``ring.reset()``
+        """
+        self._live().reset(0)
+
+    # -- what jitted code needs ---------------------------------------------
+
+    @property
+    def state(self) -> U32Array | None:
+        """The uint32 state array jitted code passes to ``jit_ops`` (None for ``pure``)."""
+        return self._live().state
+
+    @property
+    def jit_ops(self) -> JitOps | None:
+        """``@njit`` ring operations for this ring's sync mode (None for ``pure``).
+
+        Usage::
+
+            ops = ring.jit_ops
+            @numba.njit
+            def forward(state, burst, n, enqueue_burst):
+                return enqueue_burst(state, burst, n)
+            forward(ring.state, burst, 32, ops.enqueue_burst)
+        """
+        return self._live().jit_ops
+
+    @property
+    def impl(self) -> RingImpl:
+        """The backend ring behind this facade (for conformance tests and tools)."""
+        return self._live()
+
+    # -- lifecycle ----------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        return self._impl is None
+
+    def _live(self) -> RingImpl:
+        if self._impl is None:
+            raise ClosedError(f"ring {self.name!r} is closed")
+        return self._impl
+
+    def close(self) -> None:
+        """Release the ring; the creator's close destroys it (and unlinks a shared one).
+
+        Idempotent; every other method raises ``ClosedError`` afterwards.
+
+        Usage: ``ring.close()``
+        """
+        impl, self._impl = self._impl, None
+        if impl is None:
+            return
+        for attr in (
+            "_enqueue_bulk", "_enqueue_burst", "_dequeue_bulk", "_dequeue_burst",
+            "_enqueue_one", "_dequeue_one", "_count",
+        ):  # fmt: skip
+            setattr(self, attr, _closed)
+        if self._creator:
+            with _local_lock:
+                if _local.get(self.name) is self:
+                    del _local[self.name]
+        if self._owns_impl:
+            impl.close(unlink=self._creator)
+
+    def __enter__(self) -> Ring:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __len__(self) -> int:
+        return self.count()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._impl is None else f"{self._count()}/{self.capacity}"
+        return f"<Ring {self.name!r} backend={self.backend} size={self.size} {state}>"

@@ -1,0 +1,198 @@
+"""The contract between pktflow and its ring backends.
+
+A backend is a class registered by name (entry-point group
+``pktflow.backends``) that creates and attaches rings. The ``Ring`` facade
+validates every argument before it reaches a backend, so implementations
+receive only a C-or-strided 1-D uint32 array and ``0 <= n <= len(array)``.
+
+Usage::
+
+    class MyBackend(pktflow.abc.Backend):
+        name = "mine"
+        def create_ring(self, name, size, capacity, flags): ...
+        def lookup_ring(self, name): ...
+    pktflow.register_backend("mine", MyBackend)
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import Any, ClassVar, NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+
+from ._errors import NotFoundError
+
+__all__ = [
+    "RING_F_EXACT_SZ",
+    "RING_F_SC_DEQ",
+    "RING_F_SP_ENQ",
+    "Backend",
+    "JitOps",
+    "Ring",
+    "U32Array",
+]
+
+U32Array = npt.NDArray[np.uint32]
+
+RING_F_SP_ENQ = 0x1  # the default enqueue is multi-producer
+RING_F_SC_DEQ = 0x2  # the default dequeue is multi-consumer
+RING_F_EXACT_SZ = 0x4  # capacity is exactly `count`; size rounds up past it
+
+
+class JitOps(NamedTuple):
+    """A ring's operations as ``@njit`` functions over its ``state`` array.
+
+    Jitted stage code takes these (and ``Ring.state``) and moves bursts without
+    returning to Python. Each is specialised to the ring's sync mode.
+
+    Usage: ``ops = ring.jit_ops; k = ops.enqueue_burst(ring.state, burst, n)``
+    """
+
+    enqueue_bulk: Callable[..., int]
+    enqueue_burst: Callable[..., int]
+    dequeue_bulk: Callable[..., int]
+    dequeue_burst: Callable[..., int]
+    count: Callable[..., int]
+
+
+class Ring(ABC):
+    """One ring as a backend implements it; users see the ``pktflow.Ring`` facade.
+
+    Arguments arrive validated. Full and empty are return values (0, False,
+    None), never exceptions. Nothing may be allocated per call.
+    """
+
+    name: str
+    size: int  # slots, a power of two
+    capacity: int  # usable slots
+    flags: int
+
+    @abstractmethod
+    def enqueue_bulk(self, objs: U32Array, n: int) -> int:
+        """Enqueue ``objs[:n]`` entirely or not at all; returns n or 0.
+
+        Usage: ``if impl.enqueue_bulk(burst, 32) == 0: ...  # full``
+        """
+
+    @abstractmethod
+    def enqueue_burst(self, objs: U32Array, n: int) -> int:
+        """Enqueue as many of ``objs[:n]`` as fit; returns how many.
+
+        Usage: ``sent = impl.enqueue_burst(burst, n)``
+        """
+
+    @abstractmethod
+    def dequeue_bulk(self, out: U32Array, n: int) -> int:
+        """Dequeue exactly ``n`` handles into ``out[:n]`` or none; returns n or 0.
+
+        Usage: ``got = impl.dequeue_bulk(out, 32)``
+        """
+
+    @abstractmethod
+    def dequeue_burst(self, out: U32Array, n: int) -> int:
+        """Dequeue up to ``n`` handles into ``out``; returns how many.
+
+        Usage: ``got = impl.dequeue_burst(out, len(out))``
+        """
+
+    @abstractmethod
+    def enqueue(self, handle: int) -> bool:
+        """Enqueue one handle (``0 <= handle < 2**32``); False when full.
+
+        Usage: ``ok = impl.enqueue(7)``
+        """
+
+    @abstractmethod
+    def dequeue(self) -> int | None:
+        """Dequeue one handle; None when empty.
+
+        Usage: ``h = impl.dequeue()``
+        """
+
+    @abstractmethod
+    def count(self) -> int:
+        """Handles in the ring now.
+
+        Usage: ``n = impl.count()``
+        """
+
+    @abstractmethod
+    def reset(self, counter_start: int = 0) -> None:
+        """Empty the ring, with every head and tail at ``counter_start`` (mod 2**32).
+
+        Tests start counters near 2**32 to cross the wrap. Not thread-safe.
+
+        Usage: ``impl.reset(2**32 - 16)``
+        """
+
+    @abstractmethod
+    def close(self, unlink: bool) -> None:
+        """Release this handle on the ring; ``unlink`` destroys a shared ring's name.
+
+        Called once. Usage: ``impl.close(unlink=True)``
+        """
+
+    @property
+    def state(self) -> U32Array | None:
+        """The uint32 state array the jitted kernels work on, or None."""
+        return None
+
+    @property
+    def jit_ops(self) -> JitOps | None:
+        """``@njit`` operations over ``state``, or None for a non-jitted backend."""
+        return None
+
+
+class Backend(ABC):
+    """A named way to make rings: where their memory lives and how they sync.
+
+    Subclasses set ``name``, ``shared`` (rings attachable from other
+    processes by name) and implement the two factory methods.
+    """
+
+    name: ClassVar[str]
+    shared: ClassVar[bool] = False
+    description: ClassVar[str] = ""
+
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        """Why this backend cannot run here (with the fix), or None when it can.
+
+        Usage: ``if (why := NumbaBackend.unavailable_reason()): print(why)``
+        """
+        return None
+
+    @abstractmethod
+    def create_ring(self, name: str, size: int, capacity: int, flags: int) -> Ring:
+        """Create a ring of ``size`` slots (a power of two) holding ``capacity``.
+
+        Raise ``pktflow.ExistsError`` when a shared ring of that name exists.
+
+        Usage: ``impl = backend.create_ring("rx", 1024, 1023, 0)``
+        """
+
+    def lookup_ring(self, name: str) -> Ring:
+        """Attach to a ring another process created; ``NotFoundError`` if none.
+
+        Only backends with ``shared = True`` need to override this.
+
+        Usage: ``impl = backend.lookup_ring("rx")``
+        """
+        raise NotFoundError(f"backend {self.name!r} has no shared rings; no ring named {name!r}")
+
+    def exists(self, name: str) -> bool:
+        """Whether a shared object of that name exists (for shared backends).
+
+        Usage: ``if backend.exists("rx"): ...``
+        """
+        return False
+
+    def describe(self) -> dict[str, Any]:
+        """Facts for ``pktflow info``: free-form, JSON-serialisable.
+
+        Usage: ``print(backend.describe())``
+        """
+        return {"description": self.description, "shared": self.shared}
