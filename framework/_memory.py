@@ -174,7 +174,7 @@ def _check_name(name: str) -> str:
     return name
 
 
-def _process_start_time(pid: int) -> int | None:
+def process_start_time(pid: int) -> int | None:
     """Start time of ``pid`` in clock ticks (tells a live creator from a reused pid)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
@@ -186,7 +186,7 @@ def _process_start_time(pid: int) -> int | None:
 
 
 def _alive(pid: int, start_time: int) -> bool:
-    return _process_start_time(pid) == start_time
+    return process_start_time(pid) == start_time
 
 
 def _candidate_paths(name: str) -> list[Path]:
@@ -348,7 +348,7 @@ class Zone:
         )  # fmt: skip
 
     def _write_header(self) -> None:
-        start = _process_start_time(os.getpid()) or 0
+        start = process_start_time(os.getpid()) or 0
         _HEADER.pack_into(
             self._mm, 0, ZONE_MAGIC, ZONE_LAYOUT_VERSION, HEADER_SIZE, self.size,
             len(self._mm), os.getpid(), 0, self.page_size, start, self.kind.encode(),
@@ -388,9 +388,7 @@ class Zone:
             header = _read_header(mm, path)
             if kind is not None and header["kind"] != kind:
                 mm.close()
-                raise PktflowValueError(
-                    f"zone {name!r} holds a {header['kind']}, not a {kind}"
-                )
+                raise PktflowValueError(f"zone {name!r} holds a {header['kind']}, not a {kind}")
             zone = cls._new(
                 name=name, size=header["size"], mm=mm, shared=True,
                 page_size=header["page_size"], kind=header["kind"], path=path, owner=False,
@@ -521,9 +519,7 @@ def _exists_message(name: str, path: Path) -> str:
     message = f"a shared zone named {name!r} already exists ({path})"
     info = _zone_info(path)
     if info is not None and not info.creator_alive:
-        message += (
-            f"; its creator (pid {info.creator_pid}) is gone: `pktflow cleanup` removes it"
-        )
+        message += f"; its creator (pid {info.creator_pid}) is gone: `pktflow cleanup` removes it"
     return message
 
 

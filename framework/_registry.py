@@ -69,9 +69,7 @@ def _load_class(name: str, target: type[Backend] | str) -> type[Backend]:
     try:
         cls = getattr(importlib.import_module(module_name), attr)
     except ImportError as exc:
-        raise BackendError(
-            f"backend {name!r} cannot be imported ({exc}); {_hint(name)}"
-        ) from exc
+        raise BackendError(f"backend {name!r} cannot be imported ({exc}); {_hint(name)}") from exc
     except AttributeError as exc:
         raise BackendError(f"backend {name!r}: {target!r} names no class") from exc
     if not (isinstance(cls, type) and issubclass(cls, Backend)):

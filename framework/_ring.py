@@ -13,13 +13,8 @@ from typing import Any
 import numpy as np
 
 from . import _registry
-from ._errors import (
-    ClosedError,
-    ExistsError,
-    NotFoundError,
-    PktflowTypeError,
-    PktflowValueError,
-)
+from ._arrays import checked_count, checked_handle, checked_out
+from ._errors import ClosedError, ExistsError, NotFoundError, PktflowTypeError, PktflowValueError
 from .abc import RING_F_EXACT_SZ, RING_F_SC_DEQ, RING_F_SP_ENQ, JitOps, U32Array
 from .abc import Ring as RingImpl
 
@@ -27,49 +22,11 @@ __all__ = ["RING_SZ_MAX", "Ring"]
 
 RING_SZ_MAX = 1 << 30  # DPDK's RTE_RING_SZ_MASK allows sizes below 2**31
 _KNOWN_FLAGS = RING_F_SP_ENQ | RING_F_SC_DEQ | RING_F_EXACT_SZ
-_U32 = np.dtype(np.uint32)
-_HANDLE_MAX = 0xFFFFFFFF
 
 # The creating facades of this process's rings by name, so that private rings
 # can be looked up too.
 _local_lock = threading.Lock()
 _local: weakref.WeakValueDictionary[str, Ring] = weakref.WeakValueDictionary()
-
-
-def _array_error(array: Any, role: str) -> Exception:
-    if not isinstance(array, np.ndarray):
-        return PktflowTypeError(f"{role} must be a numpy uint32 array, not {type(array).__name__}")
-    if array.dtype != _U32:
-        return PktflowTypeError(
-            f"{role} must have dtype uint32, not {array.dtype} (it is never cast silently)"
-        )
-    return PktflowValueError(f"{role} must be 1-dimensional, not {array.ndim}-dimensional")
-
-
-def _checked_n(array: Any, n: int | None, role: str) -> int:
-    """``n`` (default: the whole array) after checking the array and the count."""
-    if type(array) is not np.ndarray or array.dtype is not _U32 or array.ndim != 1:
-        # A dtype equal to uint32 but not the canonical instance (e.g. '<u4'
-        # built by hand) is still fine.
-        if not (isinstance(array, np.ndarray) and array.dtype == _U32 and array.ndim == 1):
-            raise _array_error(array, role)
-    length = array.shape[0]
-    if n is None:
-        return int(length)
-    if type(n) is not int:
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
-            raise PktflowTypeError(f"n must be an int, not {type(n).__name__}")
-        n = int(n)
-    if n < 0 or n > length:
-        raise PktflowValueError(f"n={n} is outside 0..{length} (the length of {role})")
-    return n
-
-
-def _check_out(out: Any, n: int | None) -> int:
-    count = _checked_n(out, n, "out")
-    if not out.flags.writeable:
-        raise PktflowValueError("out must be a writable array")
-    return count
 
 
 def _closed(*args: object, **kwargs: object) -> Any:
@@ -103,9 +60,7 @@ class Ring:
             got = ring.dequeue_burst(out)        # into a preallocated uint32 array
     """
 
-    def __init__(
-        self, name: str, count: int, flags: int = 0, backend: str | None = None
-    ) -> None:
+    def __init__(self, name: str, count: int, flags: int = 0, backend: str | None = None) -> None:
         if not isinstance(name, str) or not name:
             raise PktflowValueError(f"a ring name must be a non-empty string, not {name!r}")
         if isinstance(flags, bool) or not isinstance(flags, int) or flags & ~_KNOWN_FLAGS:
@@ -177,28 +132,28 @@ class Ring:
 
         Usage: ``if ring.enqueue_bulk(burst, k) == 0: ...  # not enough room``
         """
-        return self._enqueue_bulk(objs, _checked_n(objs, n, "objs"))
+        return self._enqueue_bulk(objs, checked_count(objs, n, "objs"))
 
     def enqueue_burst(self, objs: U32Array, n: int | None = None) -> int:
         """Enqueue as many of ``objs[:n]`` as fit; returns how many.
 
         Usage: ``sent = ring.enqueue_burst(burst, k)``
         """
-        return self._enqueue_burst(objs, _checked_n(objs, n, "objs"))
+        return self._enqueue_burst(objs, checked_count(objs, n, "objs"))
 
     def dequeue_bulk(self, out: U32Array, n: int | None = None) -> int:
         """Dequeue exactly ``n`` handles into ``out`` or none; returns n or 0.
 
         Usage: ``got = ring.dequeue_bulk(out, 32)``
         """
-        return self._dequeue_bulk(out, _check_out(out, n))
+        return self._dequeue_bulk(out, checked_out(out, n))
 
     def dequeue_burst(self, out: U32Array, n: int | None = None) -> int:
         """Dequeue up to ``n`` (default ``len(out)``) handles into ``out``; returns how many.
 
         Usage: ``got = ring.dequeue_burst(out)``
         """
-        return self._dequeue_burst(out, _check_out(out, n))
+        return self._dequeue_burst(out, checked_out(out, n))
 
     # -- conveniences derived from the batch operations ----------------------
 
@@ -207,11 +162,7 @@ class Ring:
 
         Usage: ``ring.enqueue(7)``
         """
-        if isinstance(handle, bool) or not isinstance(handle, (int, np.integer)):
-            raise PktflowTypeError(f"a handle must be an int, not {type(handle).__name__}")
-        if not 0 <= handle <= _HANDLE_MAX:
-            raise PktflowValueError(f"handle {handle} is not a 32-bit unsigned value")
-        return self._enqueue_one(int(handle))
+        return self._enqueue_one(checked_handle(handle, 1 << 32))
 
     def dequeue(self) -> int | None:
         """Dequeue one handle; None when empty.

@@ -26,10 +26,18 @@ import numpy.typing as npt
 from ._errors import NotFoundError
 
 __all__ = [
+    "CACHE_MAX_SIZE",
+    "CACHE_WORDS",
+    "C_FLUSHTHRESH",
+    "C_LEN",
+    "C_OBJS",
+    "C_POOL_N",
+    "C_SIZE",
     "RING_F_EXACT_SZ",
     "RING_F_SC_DEQ",
     "RING_F_SP_ENQ",
     "Backend",
+    "CacheOps",
     "JitOps",
     "Ring",
     "U32Array",
@@ -40,6 +48,18 @@ U32Array = npt.NDArray[np.uint32]
 RING_F_SP_ENQ = 0x1  # the default enqueue is multi-producer
 RING_F_SC_DEQ = 0x2  # the default dequeue is multi-consumer
 RING_F_EXACT_SZ = 0x4  # capacity is exactly `count`; size rounds up past it
+
+# A mempool cache is one uint32 row (in the pool's zone for lcore caches, so
+# other processes can read its length): a few header words, then room for
+# twice the largest cache, because a put may add up to the flush threshold
+# and a refill brings ``size + missing`` objects.
+CACHE_MAX_SIZE = 512  # DPDK's RTE_MEMPOOL_CACHE_MAX_SIZE
+C_SIZE = 0  # the cache's nominal size; 0 = no cache (go to the ring)
+C_FLUSHTHRESH = 1  # 1.5 x size: a put crossing it flushes the whole cache
+C_LEN = 2  # objects in the cache now; only its owning lcore writes it
+C_POOL_N = 3  # handles are 0 .. pool_n - 1: a put checks its handles are
+C_OBJS = 16  # the objects, a stack: the most recently put on top
+CACHE_WORDS = C_OBJS + 2 * CACHE_MAX_SIZE
 
 
 class JitOps(NamedTuple):
@@ -140,10 +160,49 @@ class Ring(ABC):
         """The uint32 state array the jitted kernels work on, or None."""
         return None
 
+    def cache_ops(self) -> CacheOps | None:
+        """A faster mempool cache algorithm over this ring, or None for pktflow's own.
+
+        Usage: ``ops = impl.cache_ops()``
+        """
+        return None
+
     @property
     def jit_ops(self) -> JitOps | None:
         """``@njit`` operations over ``state``, or None for a non-jitted backend."""
         return None
+
+
+class CacheOps(ABC):
+    """DPDK's mempool cache algorithm (LTS 22.11) over one ring, the pool's free list.
+
+    A cache is a uint32 row laid out as the ``C_*`` constants say. The ring
+    is multi-producer/multi-consumer with capacity ``pool_n``.
+    """
+
+    @abstractmethod
+    def get_bulk(self, cache: U32Array, out: U32Array, n: int) -> int:
+        """Take ``n`` handles into ``out`` (cache first, refilling it in one bulk); n or 0.
+
+        Usage: ``got = ops.get_bulk(cache_row, out, 32)``
+        """
+
+    @abstractmethod
+    def put_bulk(self, cache: U32Array, objs: U32Array, n: int) -> int:
+        """Return ``objs[:n]`` (via the cache, flushing it whole past the threshold).
+
+        Returns n; -1 (nothing put) when a handle is not below ``cache[C_POOL_N]``;
+        -2 when the ring overflowed, which only a double put can cause.
+
+        Usage: ``ops.put_bulk(cache_row, burst, 32)``
+        """
+
+    @abstractmethod
+    def flush(self, cache: U32Array) -> None:
+        """Move every cached handle back to the ring.
+
+        Usage: ``ops.flush(cache_row)``
+        """
 
 
 class Backend(ABC):

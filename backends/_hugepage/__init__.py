@@ -33,7 +33,9 @@ class HugepageBackend(Backend):
         words = state_words(size)
         zone = Zone.create(name, words * 4, shared=True, hugepages="auto", kind=ZONE_KIND)
         try:
-            ring = JitRing.initialise(name, zone.array(np.uint32, words), size, capacity, flags, zone)
+            ring = JitRing.initialise(
+                name, zone.array(np.uint32, words), size, capacity, flags, zone
+            )
         except BaseException:
             zone.close()
             raise

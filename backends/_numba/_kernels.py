@@ -29,8 +29,8 @@ from ._atomics import (
     load_acquire,
     load_relaxed,
     sched_yield,
-    store_release,
     store_relaxed,
+    store_release,
 )
 from ._layout import (
     LAYOUT_VERSION,
@@ -110,7 +110,8 @@ def _update_tail(state, tail_word, old_head, new_tail, single):
 
 
 @njit(inline="always")
-def _enqueue(state, objs, n, fixed, single):
+def _enqueue(state, objs, start, n, fixed, single):
+    """Move ``objs[start:start + n]`` in (offsets, not a slice: no refcount traffic)."""
     old_head, k = _move_head(state, W_PROD_HEAD, W_CONS_TAIL, n, fixed, single, True)
     if k == 0:
         return 0
@@ -118,15 +119,16 @@ def _enqueue(state, objs, n, fixed, single):
     first = np.int64(old_head & (size - 1))
     run = min(k, size - first)
     for i in range(run):
-        state[W_SLOTS + first + i] = objs[i]
+        state[W_SLOTS + first + i] = objs[start + i]
     for i in range(run, k):
-        state[W_SLOTS + i - run] = objs[i]
+        state[W_SLOTS + i - run] = objs[start + i]
     _update_tail(state, W_PROD_TAIL, old_head, (old_head + k) & U32_MASK, single)
     return k
 
 
 @njit(inline="always")
-def _dequeue(state, out, n, fixed, single):
+def _dequeue(state, out, start, n, fixed, single):
+    """Move up to ``n`` handles out into ``out[start:]``."""
     old_head, k = _move_head(state, W_CONS_HEAD, W_PROD_TAIL, n, fixed, single, False)
     if k == 0:
         return 0
@@ -134,9 +136,9 @@ def _dequeue(state, out, n, fixed, single):
     first = np.int64(old_head & (size - 1))
     run = min(k, size - first)
     for i in range(run):
-        out[i] = state[W_SLOTS + first + i]
+        out[start + i] = state[W_SLOTS + first + i]
     for i in range(run, k):
-        out[i] = state[W_SLOTS + i - run]
+        out[start + i] = state[W_SLOTS + i - run]
     _update_tail(state, W_CONS_TAIL, old_head, (old_head + k) & U32_MASK, single)
     return k
 
@@ -148,49 +150,49 @@ def _dequeue(state, out, n, fixed, single):
 @njit(_SIG_BATCH, **_JIT)
 def enqueue_bulk_mp(state, objs, n):
     """Enqueue exactly ``n`` handles or none (multi-producer); returns n or 0."""
-    return _enqueue(state, objs, n, True, False)
+    return _enqueue(state, objs, 0, n, True, False)
 
 
 @njit(_SIG_BATCH, **_JIT)
 def enqueue_bulk_sp(state, objs, n):
     """Enqueue exactly ``n`` handles or none (single producer); returns n or 0."""
-    return _enqueue(state, objs, n, True, True)
+    return _enqueue(state, objs, 0, n, True, True)
 
 
 @njit(_SIG_BATCH, **_JIT)
 def enqueue_burst_mp(state, objs, n):
     """Enqueue as many of ``n`` handles as fit (multi-producer); returns the count."""
-    return _enqueue(state, objs, n, False, False)
+    return _enqueue(state, objs, 0, n, False, False)
 
 
 @njit(_SIG_BATCH, **_JIT)
 def enqueue_burst_sp(state, objs, n):
     """Enqueue as many of ``n`` handles as fit (single producer); returns the count."""
-    return _enqueue(state, objs, n, False, True)
+    return _enqueue(state, objs, 0, n, False, True)
 
 
 @njit(_SIG_BATCH, **_JIT)
 def dequeue_bulk_mc(state, out, n):
     """Dequeue exactly ``n`` handles into ``out`` or none (multi-consumer)."""
-    return _dequeue(state, out, n, True, False)
+    return _dequeue(state, out, 0, n, True, False)
 
 
 @njit(_SIG_BATCH, **_JIT)
 def dequeue_bulk_sc(state, out, n):
     """Dequeue exactly ``n`` handles into ``out`` or none (single consumer)."""
-    return _dequeue(state, out, n, True, True)
+    return _dequeue(state, out, 0, n, True, True)
 
 
 @njit(_SIG_BATCH, **_JIT)
 def dequeue_burst_mc(state, out, n):
     """Dequeue up to ``n`` handles into ``out`` (multi-consumer); returns the count."""
-    return _dequeue(state, out, n, False, False)
+    return _dequeue(state, out, 0, n, False, False)
 
 
 @njit(_SIG_BATCH, **_JIT)
 def dequeue_burst_sc(state, out, n):
     """Dequeue up to ``n`` handles into ``out`` (single consumer); returns the count."""
-    return _dequeue(state, out, n, False, True)
+    return _dequeue(state, out, 0, n, False, True)
 
 
 @njit(_SIG_PUT_ONE, **_JIT)
@@ -198,7 +200,7 @@ def enqueue_one_mp(state, handle):
     """Enqueue one handle (multi-producer); False when the ring is full."""
     one = np.empty(1, np.uint32)
     one[0] = handle
-    return _enqueue(state, one, 1, True, False) == 1
+    return _enqueue(state, one, 0, 1, True, False) == 1
 
 
 @njit(_SIG_PUT_ONE, **_JIT)
@@ -206,14 +208,14 @@ def enqueue_one_sp(state, handle):
     """Enqueue one handle (single producer); False when the ring is full."""
     one = np.empty(1, np.uint32)
     one[0] = handle
-    return _enqueue(state, one, 1, True, True) == 1
+    return _enqueue(state, one, 0, 1, True, True) == 1
 
 
 @njit(_SIG_GET_ONE, **_JIT)
 def dequeue_one_mc(state):
     """Dequeue one handle (multi-consumer); -1 when the ring is empty."""
     one = np.empty(1, np.uint32)
-    if _dequeue(state, one, 1, True, False) == 0:
+    if _dequeue(state, one, 0, 1, True, False) == 0:
         return -1
     return np.int64(one[0])
 
@@ -222,7 +224,7 @@ def dequeue_one_mc(state):
 def dequeue_one_sc(state):
     """Dequeue one handle (single consumer); -1 when the ring is empty."""
     one = np.empty(1, np.uint32)
-    if _dequeue(state, one, 1, True, True) == 0:
+    if _dequeue(state, one, 0, 1, True, True) == 0:
         return -1
     return np.int64(one[0])
 

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from pktflow._memory import Zone
-from pktflow.abc import RING_F_SC_DEQ, RING_F_SP_ENQ, JitOps, Ring, U32Array
+from pktflow.abc import RING_F_SC_DEQ, RING_F_SP_ENQ, CacheOps, JitOps, Ring, U32Array
 
 from ._layout import LAYOUT_VERSION, MAGIC, W_CAPACITY, W_FLAGS, W_MAGIC, W_SIZE, W_VERSION
 from ._layout import state_words as state_words
@@ -147,6 +147,30 @@ class JitRing(Ring):
     def state(self) -> U32Array:
         return self._state
 
+    def cache_ops(self) -> CacheOps:
+        return JitCacheOps(self._state)
+
     @property
     def jit_ops(self) -> JitOps:
         return self._ops
+
+
+class JitCacheOps(CacheOps):
+    """The mempool cache algorithm as one jitted call per burst."""
+
+    def __init__(self, ring_state: U32Array) -> None:
+        from . import _mempool_kernels as k
+
+        self._ring = ring_state
+        self._get_bulk = _compiled(k.mempool_get_bulk)
+        self._put_bulk = _compiled(k.mempool_put_bulk)
+        self._flush = _compiled(k.mempool_cache_flush)
+
+    def get_bulk(self, cache: U32Array, out: U32Array, n: int) -> int:
+        return self._get_bulk(self._ring, cache, out, n)  # type: ignore[no-any-return]
+
+    def put_bulk(self, cache: U32Array, objs: U32Array, n: int) -> int:
+        return self._put_bulk(self._ring, cache, objs, n)  # type: ignore[no-any-return]
+
+    def flush(self, cache: U32Array) -> None:
+        self._flush(self._ring, cache)

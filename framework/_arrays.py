@@ -1,0 +1,61 @@
+"""Checks on the arrays and counts callers pass: one place, one wording.
+
+The hot paths call these once per burst; they cost a few attribute reads
+when the arguments are right and build a clear message when they are not.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ._errors import PktflowTypeError, PktflowValueError
+
+_U32 = np.dtype(np.uint32)
+
+
+def _array_error(array: Any, role: str) -> Exception:
+    if not isinstance(array, np.ndarray):
+        return PktflowTypeError(f"{role} must be a numpy uint32 array, not {type(array).__name__}")
+    if array.dtype != _U32:
+        return PktflowTypeError(
+            f"{role} must have dtype uint32, not {array.dtype} (it is never cast silently)"
+        )
+    return PktflowValueError(f"{role} must be 1-dimensional, not {array.ndim}-dimensional")
+
+
+def checked_count(array: Any, n: int | None, role: str) -> int:
+    """``n`` (default: the whole array) after checking the array and the count."""
+    fast = type(array) is np.ndarray and array.dtype is _U32 and array.ndim == 1
+    # The slow test admits subclasses and dtypes equal to uint32 but built
+    # apart from the canonical instance (e.g. np.dtype("<u4")).
+    if not fast and not (isinstance(array, np.ndarray) and array.dtype == _U32 and array.ndim == 1):
+        raise _array_error(array, role)
+    length = array.shape[0]
+    if n is None:
+        return int(length)
+    if type(n) is not int:
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+            raise PktflowTypeError(f"n must be an int, not {type(n).__name__}")
+        n = int(n)
+    if n < 0 or n > length:
+        raise PktflowValueError(f"n={n} is outside 0..{length} (the length of {role})")
+    return n
+
+
+def checked_out(out: Any, n: int | None) -> int:
+    """Like ``checked_count`` for an array that will be written."""
+    count = checked_count(out, n, "out")
+    if not out.flags.writeable:
+        raise PktflowValueError("out must be a writable array")
+    return count
+
+
+def checked_handle(handle: Any, limit: int, error: type[Exception] = PktflowValueError) -> int:
+    """``handle`` as an int after checking ``0 <= handle < limit``."""
+    if isinstance(handle, bool) or not isinstance(handle, (int, np.integer)):
+        raise PktflowTypeError(f"a handle must be an int, not {type(handle).__name__}")
+    if not 0 <= handle < limit:
+        raise error(f"handle {handle} is outside 0..{limit - 1}")
+    return int(handle)
