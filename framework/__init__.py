@@ -13,6 +13,7 @@ Usage::
 
 from __future__ import annotations
 
+from ._cache import MempoolCache
 from ._errors import (
     BackendError,
     ClosedError,
@@ -26,7 +27,9 @@ from ._errors import (
     PktflowValueError,
     RingError,
 )
+from ._lcore import LCORE_ID_ANY, MAX_LCORE, lcore_id, register_lcore, unregister_lcore
 from ._memory import Zone, ZoneInfo, cleanup_zones, hugepage_info, list_zones
+from ._mempool import MEMPOOL_F_NO_CACHE_ALIGN, Mempool
 from ._registry import (
     available_backends,
     backend_names,
@@ -41,6 +44,9 @@ from .abc import RING_F_EXACT_SZ, RING_F_SC_DEQ, RING_F_SP_ENQ
 __version__ = "0.1.0"
 
 __all__ = [
+    "LCORE_ID_ANY",
+    "MAX_LCORE",
+    "MEMPOOL_F_NO_CACHE_ALIGN",
     "RING_F_EXACT_SZ",
     "RING_F_SC_DEQ",
     "RING_F_SP_ENQ",
@@ -49,6 +55,8 @@ __all__ = [
     "ConfigError",
     "ExistsError",
     "MbufError",
+    "Mempool",
+    "MempoolCache",
     "MempoolError",
     "NotFoundError",
     "PktflowError",
@@ -65,6 +73,9 @@ __all__ = [
     "default_backend_name",
     "get_backend",
     "hugepage_info",
+    "lcore_id",
     "list_zones",
     "register_backend",
+    "register_lcore",
+    "unregister_lcore",
 ]

@@ -6,15 +6,14 @@ backend sees the call; backends then only move handles.
 
 from __future__ import annotations
 
-import threading
-import weakref
 from typing import Any
 
 import numpy as np
 
 from . import _registry
 from ._arrays import checked_count, checked_handle, checked_out
-from ._errors import ClosedError, ExistsError, NotFoundError, PktflowTypeError, PktflowValueError
+from ._errors import ClosedError, NotFoundError, PktflowTypeError, PktflowValueError
+from ._names import LocalNames
 from .abc import RING_F_EXACT_SZ, RING_F_SC_DEQ, RING_F_SP_ENQ, JitOps, U32Array
 from .abc import Ring as RingImpl
 
@@ -23,10 +22,7 @@ __all__ = ["RING_SZ_MAX", "Ring"]
 RING_SZ_MAX = 1 << 30  # DPDK's RTE_RING_SZ_MASK allows sizes below 2**31
 _KNOWN_FLAGS = RING_F_SP_ENQ | RING_F_SC_DEQ | RING_F_EXACT_SZ
 
-# The creating facades of this process's rings by name, so that private rings
-# can be looked up too.
-_local_lock = threading.Lock()
-_local: weakref.WeakValueDictionary[str, Ring] = weakref.WeakValueDictionary()
+_local: LocalNames[Ring] = LocalNames("ring")
 
 
 def _closed(*args: object, **kwargs: object) -> Any:
@@ -69,12 +65,16 @@ class Ring:
             )
         size, capacity = ring_size(count, flags)
         chosen = _registry.get_backend(backend)
-        with _local_lock:
-            if name in _local:
-                raise ExistsError(f"a ring named {name!r} already exists in this process")
-            impl = chosen.create_ring(name, size, capacity, flags)
-            self._bind(impl, chosen.name, creator=True, owns_impl=True)
-            _local[name] = self
+        _local.register(
+            name,
+            self,
+            lambda: self._bind(
+                chosen.create_ring(name, size, capacity, flags),
+                chosen.name,
+                creator=True,
+                owns_impl=True,
+            ),
+        )
 
     @classmethod
     def lookup(cls, name: str) -> Ring:
@@ -84,8 +84,7 @@ class Ring:
 
         Usage: ``ring = pktflow.Ring.lookup("rx0")``
         """
-        with _local_lock:
-            creator = _local.get(name)
+        creator = _local.get(name)
         if creator is not None and creator._impl is not None:
             # The same backend ring, shared with its creator: closing this
             # facade must leave the ring alone.
@@ -259,9 +258,7 @@ class Ring:
         ):  # fmt: skip
             setattr(self, attr, _closed)
         if self._creator:
-            with _local_lock:
-                if _local.get(self.name) is self:
-                    del _local[self.name]
+            _local.forget(self.name, self)
         if self._owns_impl:
             impl.close(unlink=self._creator)
 

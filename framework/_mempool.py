@@ -1,0 +1,460 @@
+"""Mempool: a zone of ``n`` fixed-size objects, a ring as the free list, per-lcore caches.
+
+DPDK's rte_mempool in one file: the objects, an optional private area per
+object and the lcore caches live in one zone (shared when the backend is,
+so other processes attach by name and see every cache's length); the free
+list is a ``Ring`` of the same backend holding the handles ``0 .. n-1``.
+The cache algorithm itself is the backend's ``CacheOps`` (jitted for
+numba/hugepage) or pktflow's reference one.
+
+Zone payload layout (byte offsets in the meta words, version ``LAYOUT_VERSION``)::
+
+    meta (uint64[32]) | caches (uint32[MAX_LCORE + 1][CACHE_WORDS]) | debug flags (uint8[n])
+    | per-object headers (subclasses) | private areas | objects
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+import numpy.typing as npt
+
+from . import _registry
+from ._arrays import checked_count, checked_handle, checked_out
+from ._cache import MempoolCache, PyCacheOps, check_cache_size, init_cache_row
+from ._errors import ClosedError, MempoolError, NotFoundError, PktflowValueError
+from ._lcore import MAX_LCORE, lcore_id
+from ._memory import CACHE_LINE, HugePages, Zone
+from ._names import LocalNames
+from ._ring import RING_SZ_MAX, Ring
+from .abc import C_LEN, CACHE_WORDS, RING_F_EXACT_SZ, U32Array
+
+__all__ = ["MEMPOOL_F_NO_CACHE_ALIGN", "Mempool"]
+
+MEMPOOL_F_NO_CACHE_ALIGN = 0x0002  # DPDK's RTE_MEMPOOL_F_NO_CACHE_ALIGN
+_KNOWN_FLAGS = MEMPOOL_F_NO_CACHE_ALIGN
+
+MAGIC = 0x4D504C31  # "MPL1"
+LAYOUT_VERSION = 1
+_META_WORDS = 32
+# meta words
+(M_MAGIC, M_VERSION, M_N, M_ELT_SIZE, M_STRIDE, M_PRIV_SIZE, M_PRIV_STRIDE, M_CACHE_SIZE,
+ M_FLAGS, M_DEBUG, M_CACHES_OFF, M_DEBUG_OFF, M_HEADERS_OFF, M_PRIV_OFF, M_OBJS_OFF,
+ M_TOTAL) = range(16)  # fmt: skip
+M_SUBCLASS = 16  # words 16..31 belong to subclasses (the mbuf pool's sizes)
+
+# Row MAX_LCORE is the "no cache" row for threads that are not lcores.
+_NO_CACHE_ROW = MAX_LCORE
+_FREE, _TAKEN = 1, 0
+
+_local: LocalNames[Mempool] = LocalNames("mempool")
+
+
+def _align(value: int, unit: int = CACHE_LINE) -> int:
+    return (value + unit - 1) // unit * unit
+
+
+def _ring_name(name: str) -> str:
+    return f"MP_{name}"  # DPDK names a mempool's ring the same way
+
+
+def _check_int(value: Any, what: str, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise PktflowValueError(f"{what} must be an int in {low}..{high}, not {value!r}")
+    return value
+
+
+class Mempool:
+    """A fixed pool of ``n`` objects of ``elt_size`` bytes handed out as handles.
+
+    Usage::
+
+        with pktflow.Mempool("objs", n=8191, elt_size=256, cache_size=256) as mp:
+            out = np.empty(32, dtype=np.uint32)
+            if mp.get_bulk(out, 32):          # all or nothing
+                mp.obj(int(out[0]))[:5] = b"hello"
+                mp.put_bulk(out, 32)
+    """
+
+    zone_kind: ClassVar[str] = "mempool"
+    # Zone kinds ``lookup`` accepts: an mbuf pool is a mempool too.
+    lookup_kinds: ClassVar[tuple[str, ...]] = ("mempool", "mbufpool")
+    # A structured dtype for one header per object (the mbuf pool's), or None.
+    header_dtype: ClassVar[np.dtype[Any] | None] = None
+
+    def __init__(
+        self,
+        name: str,
+        n: int,
+        elt_size: int,
+        cache_size: int = 0,
+        private_data_size: int = 0,
+        flags: int = 0,
+        backend: str | None = None,
+        *,
+        debug: bool = False,
+        hugepages: HugePages = "auto",
+    ) -> None:
+        if not isinstance(name, str) or not name:
+            raise PktflowValueError(f"a mempool name must be a non-empty string, not {name!r}")
+        n = _check_int(n, "n", 1, RING_SZ_MAX - 1)
+        elt_size = _check_int(elt_size, "elt_size", 0, 1 << 32)
+        private_data_size = _check_int(private_data_size, "private_data_size", 0, 1 << 16)
+        flags = _check_int(flags, "flags", 0, _KNOWN_FLAGS)
+        check_cache_size(cache_size, n)
+        chosen = _registry.get_backend(backend)
+        meta = self._plan(n, elt_size, private_data_size, cache_size, flags, debug)
+
+        def create() -> None:
+            zone = Zone.create(
+                name, int(meta[M_TOTAL]), shared=chosen.shared, hugepages=hugepages,
+                kind=self.zone_kind,
+            )  # fmt: skip
+            try:
+                ring = Ring(_ring_name(name), n, RING_F_EXACT_SZ, backend=chosen.name)
+            except BaseException:
+                zone.close()
+                raise
+            try:
+                zone.array(np.uint64, _META_WORDS)[:] = meta
+                self._bind(zone, ring, creator=True)
+                for row in self._caches[:MAX_LCORE]:
+                    init_cache_row(row, cache_size, n)
+                init_cache_row(self._caches[_NO_CACHE_ROW], 0, n)
+                self._debug_flags[:] = _FREE
+                self._init_headers()
+                if ring.enqueue_bulk(np.arange(n, dtype=np.uint32)) != n:
+                    raise MempoolError(f"could not populate the free list of {name!r}")
+            except BaseException:
+                ring.close()
+                zone.close()
+                raise
+            zone.publish()
+
+        _local.register(name, self, create)
+
+    @classmethod
+    def _plan(
+        cls, n: int, elt_size: int, priv_size: int, cache_size: int, flags: int, debug: bool
+    ) -> npt.NDArray[np.uint64]:
+        """The meta words: sizes and the offset of every section."""
+        aligned = not flags & MEMPOOL_F_NO_CACHE_ALIGN
+        stride = _align(elt_size) if aligned else max(elt_size, 1)
+        priv_stride = _align(priv_size) if aligned else priv_size
+        header_size = cls.header_dtype.itemsize if cls.header_dtype is not None else 0
+        meta = np.zeros(_META_WORDS, dtype=np.uint64)
+        offset = _META_WORDS * 8
+        meta[M_CACHES_OFF] = offset = _align(offset)
+        offset += (MAX_LCORE + 1) * CACHE_WORDS * 4
+        meta[M_DEBUG_OFF] = offset
+        offset += n
+        meta[M_HEADERS_OFF] = offset = _align(offset)
+        offset += n * header_size
+        meta[M_PRIV_OFF] = offset = _align(offset)
+        offset += n * priv_stride
+        meta[M_OBJS_OFF] = offset = _align(offset)
+        offset += n * stride
+        meta[[M_MAGIC, M_VERSION, M_N, M_ELT_SIZE, M_STRIDE, M_PRIV_SIZE, M_PRIV_STRIDE]] = [
+            MAGIC, LAYOUT_VERSION, n, elt_size, stride, priv_size, priv_stride,
+        ]  # fmt: skip
+        meta[[M_CACHE_SIZE, M_FLAGS, M_DEBUG, M_TOTAL]] = [cache_size, flags, debug, offset]
+        return meta
+
+    def _init_headers(self) -> None:
+        """Subclasses write their per-object headers' initial state."""
+
+    def _bind(self, zone: Zone, ring: Ring, *, creator: bool, owns_zone: bool = True) -> None:
+        meta = zone.array(np.uint64, _META_WORDS)
+        if int(meta[M_MAGIC]) != MAGIC or int(meta[M_VERSION]) != LAYOUT_VERSION:
+            raise PktflowValueError(
+                f"zone {zone.name!r} holds no mempool of layout {LAYOUT_VERSION}"
+            )
+        self._zone: Zone | None = zone
+        self._ring: Ring = ring
+        self._creator = creator
+        self._owns_zone = owns_zone
+        self._meta = meta
+        self.name: str = zone.name
+        self.n: int = int(meta[M_N])
+        self.elt_size: int = int(meta[M_ELT_SIZE])
+        self.cache_size: int = int(meta[M_CACHE_SIZE])
+        self.private_data_size: int = int(meta[M_PRIV_SIZE])
+        self.flags: int = int(meta[M_FLAGS])
+        self.debug: bool = bool(meta[M_DEBUG])
+        self.backend: str = ring.backend
+        n = self.n
+        caches = zone.array(np.uint32, (MAX_LCORE + 1) * CACHE_WORDS, int(meta[M_CACHES_OFF]))
+        self._caches = caches.reshape(MAX_LCORE + 1, CACHE_WORDS)
+        self._lcore_cache_lens = self._caches[:MAX_LCORE, C_LEN]
+        self._rows: list[U32Array] = list(self._caches)
+        self._debug_flags = zone.array(np.uint8, n, int(meta[M_DEBUG_OFF]))
+        stride, priv_stride = int(meta[M_STRIDE]), int(meta[M_PRIV_STRIDE])
+        objects = zone.array(np.uint8, n * stride, int(meta[M_OBJS_OFF])).reshape(n, stride)
+        self._objects = objects[:, : self.elt_size]
+        private = zone.array(np.uint8, n * priv_stride, int(meta[M_PRIV_OFF]))
+        self._private = private.reshape(n, priv_stride)[:, : self.private_data_size]
+        if self.header_dtype is not None:
+            self._headers = zone.array(self.header_dtype, n, int(meta[M_HEADERS_OFF]))
+        impl = ring.impl
+        ops = impl.cache_ops() or PyCacheOps(impl)
+        self._cache_get = ops.get_bulk
+        self._cache_put = ops.put_bulk
+        self._cache_flush = ops.flush
+
+    @classmethod
+    def lookup(cls, name: str) -> Mempool:
+        """Attach to a pool by name: one of this process, or a shared one.
+
+        Usage: ``mp = pktflow.Mempool.lookup("objs")``
+        """
+        creator = _local.get(name)
+        if creator is not None and creator._zone is not None:
+            if not isinstance(creator, cls):
+                raise PktflowValueError(
+                    f"{name!r} is a {type(creator).__name__}, not a {cls.__name__}"
+                )
+            pool = cls.__new__(cls)
+            # The creator's zone, shared: closing this pool must leave it mapped.
+            pool._bind(creator._zone, Ring.lookup(_ring_name(name)), creator=False, owns_zone=False)
+            return pool
+        try:
+            zone = Zone.attach(name)
+        except NotFoundError:
+            raise NotFoundError(
+                f"no mempool named {name!r} in this process or in shared memory"
+            ) from None
+        if zone.kind not in cls.lookup_kinds:
+            zone.close()
+            raise PktflowValueError(f"zone {name!r} holds a {zone.kind}, not a {cls.zone_kind}")
+        try:
+            ring = Ring.lookup(_ring_name(name))
+        except BaseException:
+            zone.close()
+            raise
+        pool = cls.__new__(cls)
+        pool._bind(zone, ring, creator=False)
+        return pool
+
+    # -- the hot path: one call per burst -----------------------------------
+
+    def _row(self, cache: MempoolCache | None) -> U32Array:
+        if cache is not None:
+            return cache.row
+        lcore = lcore_id()
+        return self._rows[lcore if lcore < MAX_LCORE else _NO_CACHE_ROW]
+
+    def get_bulk(
+        self, out: U32Array, n: int | None = None, *, cache: MempoolCache | None = None
+    ) -> int:
+        """Take ``n`` handles (default ``len(out)``) into ``out``, all or none; n or 0.
+
+        Uses the calling lcore's cache (or ``cache``); 0 objects succeed.
+
+        Usage: ``if mp.get_bulk(out, 32) == 0: ...  # pool exhausted``
+        """
+        count = checked_out(out, n)
+        got = self._cache_get(self._row(cache), out, count)
+        if self.debug and got:
+            self._debug_take(out[:got])
+        return got  # type: ignore[no-any-return]
+
+    def put_bulk(
+        self, objs: U32Array, n: int | None = None, *, cache: MempoolCache | None = None
+    ) -> None:
+        """Return ``objs[:n]`` (default all) to the pool.
+
+        Raises ``MempoolError`` for a handle that is not from this pool (and,
+        with ``debug=True``, for a double put); nothing is put then.
+
+        Usage: ``mp.put_bulk(out, 32)``
+        """
+        count = checked_count(objs, n, "objs")
+        if self.debug:
+            self._debug_check_put(objs[:count])
+        result = self._cache_put(self._row(cache), objs, count)
+        if result < 0:
+            raise self._put_error(objs[:count], result)
+        if self.debug:
+            self._debug_flags[objs[:count]] = _FREE
+
+    def get(self) -> int | None:
+        """Take one handle; None when the pool is exhausted.
+
+        Usage: ``h = mp.get()``
+        """
+        one = np.empty(1, dtype=np.uint32)
+        return int(one[0]) if self.get_bulk(one, 1) else None
+
+    def put(self, handle: int) -> None:
+        """Return one handle to the pool.
+
+        Usage: ``mp.put(h)``
+        """
+        h = checked_handle(handle, self.n, MempoolError)
+        self.put_bulk(np.array([h], dtype=np.uint32), 1)
+
+    def _put_error(self, objs: U32Array, code: int) -> MempoolError:
+        if code == -1:
+            foreign = [int(h) for h in objs if h >= self.n][:5]
+            return MempoolError(
+                f"handles {foreign} are not from mempool {self.name!r} (n={self.n})"
+            )
+        return MempoolError(
+            f"mempool {self.name!r} overflowed: more handles were put than it holds "
+            "(a double put? create it with debug=True to find it)"
+        )
+
+    # -- debug checks (debug=True only) -------------------------------------
+
+    def _debug_take(self, handles: U32Array) -> None:
+        flags = self._debug_flags
+        if (flags[handles] != _FREE).any():
+            raise MempoolError(f"mempool {self.name!r} handed out a handle twice: it is corrupt")
+        flags[handles] = _TAKEN
+
+    def _debug_check_put(self, handles: U32Array) -> None:
+        if handles.size == 0:
+            return
+        if int(handles.max()) >= self.n:
+            raise self._put_error(handles, -1)
+        if np.unique(handles).size != handles.size:
+            raise MempoolError(f"the same handle appears twice in one put to {self.name!r}")
+        already = handles[self._debug_flags[handles] == _FREE]
+        if already.size:
+            raise MempoolError(
+                f"double put to mempool {self.name!r}: handles {already[:5].tolist()} are free"
+            )
+
+    # -- counts --------------------------------------------------------------
+
+    def avail_count(self) -> int:
+        """Objects available: the free list plus every lcore's cache (any process).
+
+        Usage: ``mp.avail_count()``
+        """
+        self._live()
+        return self._ring.count() + int(self._lcore_cache_lens.sum())
+
+    def in_use_count(self) -> int:
+        """Objects handed out (user-owned caches count as in use, as in DPDK).
+
+        Usage: ``mp.in_use_count()``
+        """
+        return self.n - self.avail_count()
+
+    def full(self) -> bool:
+        """Whether every object is in the pool.
+
+        Usage: ``mp.full()``
+        """
+        return self.avail_count() == self.n
+
+    def empty(self) -> bool:
+        """Whether no object is available.
+
+        Usage: ``mp.empty()``
+        """
+        return self.avail_count() == 0
+
+    # -- caches --------------------------------------------------------------
+
+    def cache_create(self, size: int) -> MempoolCache:
+        """A cache the caller owns, for threads that are not lcores.
+
+        Usage: ``cache = mp.cache_create(64)``
+        """
+        self._live()
+        return MempoolCache(size, self.n)
+
+    def cache_flush(self, cache: MempoolCache | None = None) -> None:
+        """Return a cache's objects to the free list (default: the calling lcore's).
+
+        Usage: ``mp.cache_flush()``
+        """
+        self._live()
+        self._cache_flush(self._row(cache))
+
+    # -- objects --------------------------------------------------------------
+
+    def obj(self, handle: int) -> memoryview:
+        """The object's ``elt_size`` bytes, writable, 64-byte aligned (by default).
+
+        Usage: ``mp.obj(h)[:4] = b"abcd"``
+        """
+        self._live()
+        return memoryview(self._objects[checked_handle(handle, self.n, MempoolError)])
+
+    def priv(self, handle: int) -> memoryview:
+        """The object's private area (``private_data_size`` bytes).
+
+        Usage: ``mp.priv(h)[:8] = cookie``
+        """
+        self._live()
+        return memoryview(self._private[checked_handle(handle, self.n, MempoolError)])
+
+    @property
+    def objects(self) -> npt.NDArray[np.uint8]:
+        """All objects as a uint8 array of shape (n, elt_size): row h is handle h."""
+        self._live()
+        return self._objects
+
+    @property
+    def private(self) -> npt.NDArray[np.uint8]:
+        """All private areas as a uint8 array of shape (n, private_data_size)."""
+        self._live()
+        return self._private
+
+    @property
+    def ring(self) -> Ring:
+        """The free list (for jitted code: ``ring.state``)."""
+        return self._ring
+
+    @property
+    def cache_rows(self) -> npt.NDArray[np.uint32]:
+        """Every cache row (lcore id -> row; the last row is "no cache")."""
+        return self._caches
+
+    # -- lifecycle -------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        return self._zone is None
+
+    def _live(self) -> Zone:
+        if self._zone is None:
+            raise ClosedError(f"mempool {self.name!r} is closed")
+        return self._zone
+
+    def close(self) -> None:
+        """Release the pool; the creator's close destroys it. Idempotent.
+
+        Usage: ``mp.close()``
+        """
+        zone, self._zone = self._zone, None
+        if zone is None:
+            return
+        self._cache_get = self._cache_put = self._cache_flush = _closed
+        self._ring.close()
+        if self._creator:
+            _local.forget(self.name, self)
+        if self._owns_zone:
+            zone.close()
+
+    def __enter__(self) -> Mempool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        if self._zone is None:
+            return f"<{type(self).__name__} {self.name!r} closed>"
+        return (
+            f"<{type(self).__name__} {self.name!r} n={self.n} elt_size={self.elt_size} "
+            f"cache_size={self.cache_size} backend={self.backend} avail={self.avail_count()}>"
+        )
+
+
+def _closed(*args: object) -> Any:
+    raise ClosedError("the mempool is closed")
