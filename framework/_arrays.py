@@ -12,7 +12,12 @@ import numpy as np
 
 from ._errors import PktflowTypeError, PktflowValueError
 
-_U32 = np.dtype(np.uint32)
+U32 = _U32 = np.dtype(np.uint32)
+# Hot paths test ``type(a) is ndarray and a.dtype is U32 and a.ndim == 1 and
+# type(n) is int and 0 <= n <= a.shape[0]`` inline (a few attribute reads;
+# ``is`` works because numpy keeps one instance of each builtin dtype) and
+# call the functions here only when that fails, to raise or to fill in n.
+ndarray = np.ndarray
 
 
 def _array_error(array: Any, role: str) -> Exception:
@@ -27,21 +32,33 @@ def _array_error(array: Any, role: str) -> Exception:
 
 def checked_count(array: Any, n: int | None, role: str) -> int:
     """``n`` (default: the whole array) after checking the array and the count."""
-    fast = type(array) is np.ndarray and array.dtype is _U32 and array.ndim == 1
-    # The slow test admits subclasses and dtypes equal to uint32 but built
-    # apart from the canonical instance (e.g. np.dtype("<u4")).
-    if not fast and not (isinstance(array, np.ndarray) and array.dtype == _U32 and array.ndim == 1):
+    try:
+        # The common case costs two attribute reads; `is` is safe because
+        # numpy keeps one instance of each builtin dtype.
+        ok = array.dtype is _U32 and array.ndim == 1
+    except AttributeError:
+        ok = False
+    if not ok and not _is_u32_vector(array):
         raise _array_error(array, role)
-    length = array.shape[0]
+    length: int = array.shape[0]
     if n is None:
-        return int(length)
-    if type(n) is not int:
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
-            raise PktflowTypeError(f"n must be an int, not {type(n).__name__}")
-        n = int(n)
-    if n < 0 or n > length:
+        return length
+    if type(n) is int and 0 <= n <= length:
+        return n
+    return _checked_slow_n(n, length, role)
+
+
+def _is_u32_vector(array: Any) -> bool:
+    # Admits dtypes equal to uint32 but built apart from the canonical one.
+    return isinstance(array, np.ndarray) and array.dtype == _U32 and array.ndim == 1
+
+
+def _checked_slow_n(n: Any, length: int, role: str) -> int:
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+        raise PktflowTypeError(f"n must be an int, not {type(n).__name__}")
+    if not 0 <= n <= length:
         raise PktflowValueError(f"n={n} is outside 0..{length} (the length of {role})")
-    return n
+    return int(n)
 
 
 def checked_out(out: Any, n: int | None) -> int:

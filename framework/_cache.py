@@ -1,6 +1,6 @@
 """Mempool caches: the row layout's owner objects and the reference algorithm.
 
-``PyCacheOps`` is DPDK's LTS cache algorithm written over any backend's
+``PyCache`` is DPDK's LTS cache algorithm written over any backend's
 ring methods; backends with jitted kernels supply their own ``CacheOps``
 (see ``Ring.cache_ops``) and this one is the oracle tests compare them to.
 """
@@ -18,12 +18,13 @@ from .abc import (
     C_SIZE,
     CACHE_MAX_SIZE,
     CACHE_WORDS,
+    ERR_COUNT,
     CacheOps,
     Ring,
     U32Array,
 )
 
-__all__ = ["MempoolCache", "PyCacheOps", "flush_threshold", "init_cache_row"]
+__all__ = ["MempoolCache", "PyCache", "flush_threshold", "init_cache_row"]
 
 
 def flush_threshold(size: int) -> int:
@@ -81,13 +82,15 @@ class MempoolCache:
         return f"<MempoolCache size={self.size} len={len(self)}>"
 
 
-class PyCacheOps(CacheOps):
+class PyCache:
     """The cache algorithm in Python over a backend ring's bulk methods."""
 
     def __init__(self, ring: Ring) -> None:
         self._ring = ring
 
     def get_bulk(self, cache: U32Array, out: U32Array, n: int) -> int:
+        if not 0 <= n <= len(out):
+            return ERR_COUNT
         size = int(cache[C_SIZE])
         if size == 0:
             return self._ring.dequeue_bulk(out, n)
@@ -113,6 +116,8 @@ class PyCacheOps(CacheOps):
         return 0
 
     def put_bulk(self, cache: U32Array, objs: U32Array, n: int) -> int:
+        if not 0 <= n <= len(objs):
+            return ERR_COUNT
         if n and int(objs[:n].max()) >= int(cache[C_POOL_N]):
             return -1
         size = int(cache[C_SIZE])
@@ -130,7 +135,12 @@ class PyCacheOps(CacheOps):
         cache[C_LEN] = dest + n
         return n
 
-    def flush(self, cache: U32Array) -> None:
+    def flush(self, cache: U32Array) -> int:
         length = int(cache[C_LEN])
-        if length and self._ring.enqueue_bulk(cache[C_OBJS : C_OBJS + length], length) == length:
-            cache[C_LEN] = 0
+        if length and self._ring.enqueue_bulk(cache[C_OBJS : C_OBJS + length], length) != length:
+            return -2
+        cache[C_LEN] = 0
+        return length
+
+    def ops(self) -> CacheOps:
+        return CacheOps(self.get_bulk, self.put_bulk, self.flush)

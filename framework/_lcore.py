@@ -35,7 +35,17 @@ TABLE_PATH = Path("/dev/shm/pktflow-lcores")
 _SLOT = struct.Struct("<IQI")
 _FREE = (0, 0, 0)
 
-_local = threading.local()
+
+class _ThreadState(threading.local):
+    """Per thread: the claim, and the cache row a mempool uses for this thread."""
+
+    claim: _Claim | None = None
+    # The lcore id, or MAX_LCORE (the "no cache" row) when not an lcore: lets
+    # a mempool pick its cache row with one attribute read and one index.
+    cache_index: int = MAX_LCORE
+
+
+_local = thread_state = _ThreadState()
 
 
 class _Claim:
@@ -62,7 +72,7 @@ def lcore_id() -> int:
 
     Usage: ``if pktflow.lcore_id() == pktflow.LCORE_ID_ANY: ...``
     """
-    claim: _Claim | None = getattr(_local, "claim", None)
+    claim = _local.claim
     return LCORE_ID_ANY if claim is None else claim.lcore
 
 
@@ -104,7 +114,7 @@ def register_lcore(lcore_id: int | None = None) -> int:
     """
     if lcore_id is not None and not (isinstance(lcore_id, int) and 0 <= lcore_id < MAX_LCORE):
         raise PktflowValueError(f"lcore id {lcore_id!r} is outside 0..{MAX_LCORE - 1}")
-    current: _Claim | None = getattr(_local, "claim", None)
+    current = _local.claim
     if current is not None and lcore_id in (None, current.lcore):
         return current.lcore
     me = (os.getpid(), process_start_time(os.getpid()) or 0, threading.get_native_id())
@@ -128,6 +138,7 @@ def register_lcore(lcore_id: int | None = None) -> int:
     if current is not None:
         current.release()
     _local.claim = _Claim(chosen, me)
+    _local.cache_index = chosen
     return chosen
 
 
@@ -136,16 +147,18 @@ def unregister_lcore() -> None:
 
     Usage: ``pktflow.unregister_lcore()``
     """
-    claim: _Claim | None = getattr(_local, "claim", None)
+    claim = _local.claim
     if claim is not None:
         _local.claim = None
+        _local.cache_index = MAX_LCORE
         claim.release()
 
 
 def _forget_in_child() -> None:
     # A forked child is a new process: the parent's claims are not its own.
-    global _local
-    _local = threading.local()
+    # Reset in place: other modules hold this object.
+    _local.claim = None
+    _local.cache_index = MAX_LCORE
 
 
 os.register_at_fork(after_in_child=_forget_in_child)

@@ -21,14 +21,14 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _registry
-from ._arrays import checked_count, checked_handle, checked_out
-from ._cache import MempoolCache, PyCacheOps, check_cache_size, init_cache_row
+from ._arrays import U32, checked_count, checked_handle, checked_out, ndarray
+from ._cache import MempoolCache, PyCache, check_cache_size, init_cache_row
 from ._errors import ClosedError, MempoolError, NotFoundError, PktflowValueError
-from ._lcore import MAX_LCORE, lcore_id
+from ._lcore import MAX_LCORE, thread_state
 from ._memory import CACHE_LINE, HugePages, Zone
 from ._names import LocalNames
 from ._ring import RING_SZ_MAX, Ring
-from .abc import C_LEN, CACHE_WORDS, RING_F_EXACT_SZ, U32Array
+from .abc import C_LEN, CACHE_WORDS, ERR_COUNT, RING_F_EXACT_SZ, CacheOps, U32Array
 
 __all__ = ["MEMPOOL_F_NO_CACHE_ALIGN", "Mempool"]
 
@@ -44,7 +44,8 @@ _META_WORDS = 32
  M_TOTAL) = range(16)  # fmt: skip
 M_SUBCLASS = 16  # words 16..31 belong to subclasses (the mbuf pool's sizes)
 
-# Row MAX_LCORE is the "no cache" row for threads that are not lcores.
+# Row MAX_LCORE is the "no cache" row for threads that are not lcores
+# (``cache_index()`` returns it for them).
 _NO_CACHE_ROW = MAX_LCORE
 _FREE, _TAKEN = 1, 0
 
@@ -197,7 +198,9 @@ class Mempool:
         if self.header_dtype is not None:
             self._headers = zone.array(self.header_dtype, n, int(meta[M_HEADERS_OFF]))
         impl = ring.impl
-        ops = impl.cache_ops() or PyCacheOps(impl)
+        ops = impl.cache_ops() or PyCache(impl).ops()
+        if self.debug:
+            ops = self._with_debug_checks(ops)
         self._cache_get = ops.get_bulk
         self._cache_put = ops.put_bulk
         self._cache_flush = ops.flush
@@ -239,10 +242,7 @@ class Mempool:
     # -- the hot path: one call per burst -----------------------------------
 
     def _row(self, cache: MempoolCache | None) -> U32Array:
-        if cache is not None:
-            return cache.row
-        lcore = lcore_id()
-        return self._rows[lcore if lcore < MAX_LCORE else _NO_CACHE_ROW]
+        return self._rows[thread_state.cache_index] if cache is None else cache.row
 
     def get_bulk(
         self, out: U32Array, n: int | None = None, *, cache: MempoolCache | None = None
@@ -253,11 +253,20 @@ class Mempool:
 
         Usage: ``if mp.get_bulk(out, 32) == 0: ...  # pool exhausted``
         """
-        count = checked_out(out, n)
-        got = self._cache_get(self._row(cache), out, count)
-        if self.debug and got:
-            self._debug_take(out[:got])
-        return got  # type: ignore[no-any-return]
+        # Types here; the count against the array in the ops (ERR_COUNT).
+        if not (
+            type(out) is ndarray
+            and out.dtype is U32
+            and out.ndim == 1
+            and out.flags.writeable
+            and type(n) is int
+        ):
+            n = checked_out(out, n)
+        row = self._rows[thread_state.cache_index] if cache is None else cache.row
+        got: int = self._cache_get(row, out, n)
+        if got < 0:
+            checked_out(out, n)  # raises: n was outside 0..len(out)
+        return got
 
     def put_bulk(
         self, objs: U32Array, n: int | None = None, *, cache: MempoolCache | None = None
@@ -269,14 +278,12 @@ class Mempool:
 
         Usage: ``mp.put_bulk(out, 32)``
         """
-        count = checked_count(objs, n, "objs")
-        if self.debug:
-            self._debug_check_put(objs[:count])
-        result = self._cache_put(self._row(cache), objs, count)
+        if not (type(objs) is ndarray and objs.dtype is U32 and objs.ndim == 1 and type(n) is int):
+            n = checked_count(objs, n, "objs")
+        row = self._rows[thread_state.cache_index] if cache is None else cache.row
+        result = self._cache_put(row, objs, n)
         if result < 0:
-            raise self._put_error(objs[:count], result)
-        if self.debug:
-            self._debug_flags[objs[:count]] = _FREE
+            raise self._put_error(objs, n, result)
 
     def get(self) -> int | None:
         """Take one handle; None when the pool is exhausted.
@@ -294,9 +301,11 @@ class Mempool:
         h = checked_handle(handle, self.n, MempoolError)
         self.put_bulk(np.array([h], dtype=np.uint32), 1)
 
-    def _put_error(self, objs: U32Array, code: int) -> MempoolError:
-        if code == -1:
-            foreign = [int(h) for h in objs if h >= self.n][:5]
+    def _put_error(self, objs: U32Array, n: int, code: int) -> Exception:
+        if code == ERR_COUNT:
+            return _count_error(objs, n)
+        foreign = [int(h) for h in objs[:n] if h >= self.n][:5]
+        if foreign:
             return MempoolError(
                 f"handles {foreign} are not from mempool {self.name!r} (n={self.n})"
             )
@@ -306,6 +315,26 @@ class Mempool:
         )
 
     # -- debug checks (debug=True only) -------------------------------------
+
+    def _with_debug_checks(self, ops: CacheOps) -> CacheOps:
+        """The same ops with checks for double puts and foreign handles around them."""
+
+        def get_bulk(cache: U32Array, out: U32Array, n: int) -> int:
+            got = ops.get_bulk(cache, out, n)
+            if got:
+                self._debug_take(out[:got])
+            return got
+
+        def put_bulk(cache: U32Array, objs: U32Array, n: int) -> int:
+            if not 0 <= n <= len(objs):
+                return ERR_COUNT
+            self._debug_check_put(objs[:n])
+            result = ops.put_bulk(cache, objs, n)
+            if result >= 0:
+                self._debug_flags[objs[:n]] = _FREE
+            return result
+
+        return CacheOps(get_bulk, put_bulk, ops.flush)
 
     def _debug_take(self, handles: U32Array) -> None:
         flags = self._debug_flags
@@ -317,7 +346,7 @@ class Mempool:
         if handles.size == 0:
             return
         if int(handles.max()) >= self.n:
-            raise self._put_error(handles, -1)
+            raise self._put_error(handles, handles.size, -1)
         if np.unique(handles).size != handles.size:
             raise MempoolError(f"the same handle appears twice in one put to {self.name!r}")
         already = handles[self._debug_flags[handles] == _FREE]
@@ -454,6 +483,14 @@ class Mempool:
             f"<{type(self).__name__} {self.name!r} n={self.n} elt_size={self.elt_size} "
             f"cache_size={self.cache_size} backend={self.backend} avail={self.avail_count()}>"
         )
+
+
+def _count_error(array: U32Array, n: int) -> Exception:
+    try:
+        checked_count(array, n, "objs")
+    except PktflowValueError as exc:
+        return exc
+    return PktflowValueError(f"n={n} does not fit an array of {len(array)}")
 
 
 def _closed(*args: object) -> Any:

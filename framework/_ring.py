@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from . import _registry
-from ._arrays import checked_count, checked_handle, checked_out
+from ._arrays import U32, checked_count, checked_handle, checked_out, ndarray
 from ._errors import ClosedError, NotFoundError, PktflowTypeError, PktflowValueError
 from ._names import LocalNames
 from .abc import RING_F_EXACT_SZ, RING_F_SC_DEQ, RING_F_SP_ENQ, JitOps, U32Array
@@ -131,28 +131,62 @@ class Ring:
 
         Usage: ``if ring.enqueue_bulk(burst, k) == 0: ...  # not enough room``
         """
-        return self._enqueue_bulk(objs, checked_count(objs, n, "objs"))
+        if not (
+            type(objs) is ndarray
+            and objs.dtype is U32
+            and objs.ndim == 1
+            and type(n) is int
+            and 0 <= n <= objs.shape[0]
+        ):
+            n = checked_count(objs, n, "objs")
+        return self._enqueue_bulk(objs, n)
 
     def enqueue_burst(self, objs: U32Array, n: int | None = None) -> int:
         """Enqueue as many of ``objs[:n]`` as fit; returns how many.
 
         Usage: ``sent = ring.enqueue_burst(burst, k)``
         """
-        return self._enqueue_burst(objs, checked_count(objs, n, "objs"))
+        if not (
+            type(objs) is ndarray
+            and objs.dtype is U32
+            and objs.ndim == 1
+            and type(n) is int
+            and 0 <= n <= objs.shape[0]
+        ):
+            n = checked_count(objs, n, "objs")
+        return self._enqueue_burst(objs, n)
 
     def dequeue_bulk(self, out: U32Array, n: int | None = None) -> int:
         """Dequeue exactly ``n`` handles into ``out`` or none; returns n or 0.
 
         Usage: ``got = ring.dequeue_bulk(out, 32)``
         """
-        return self._dequeue_bulk(out, checked_out(out, n))
+        if not (
+            type(out) is ndarray
+            and out.dtype is U32
+            and out.ndim == 1
+            and out.flags.writeable
+            and type(n) is int
+            and 0 <= n <= out.shape[0]
+        ):
+            n = checked_out(out, n)
+        return self._dequeue_bulk(out, n)
 
     def dequeue_burst(self, out: U32Array, n: int | None = None) -> int:
         """Dequeue up to ``n`` (default ``len(out)``) handles into ``out``; returns how many.
 
         Usage: ``got = ring.dequeue_burst(out)``
         """
-        return self._dequeue_burst(out, checked_out(out, n))
+        if not (
+            type(out) is ndarray
+            and out.dtype is U32
+            and out.ndim == 1
+            and out.flags.writeable
+            and type(n) is int
+            and 0 <= n <= out.shape[0]
+        ):
+            n = checked_out(out, n)
+        return self._dequeue_burst(out, n)
 
     # -- conveniences derived from the batch operations ----------------------
 

@@ -28,6 +28,7 @@ from ._errors import NotFoundError
 __all__ = [
     "CACHE_MAX_SIZE",
     "CACHE_WORDS",
+    "ERR_COUNT",
     "C_FLUSHTHRESH",
     "C_LEN",
     "C_OBJS",
@@ -60,6 +61,7 @@ C_LEN = 2  # objects in the cache now; only its owning lcore writes it
 C_POOL_N = 3  # handles are 0 .. pool_n - 1: a put checks its handles are
 C_OBJS = 16  # the objects, a stack: the most recently put on top
 CACHE_WORDS = C_OBJS + 2 * CACHE_MAX_SIZE
+ERR_COUNT = -22  # a count outside 0..len(array) (DPDK's -EINVAL)
 
 
 class JitOps(NamedTuple):
@@ -173,36 +175,33 @@ class Ring(ABC):
         return None
 
 
-class CacheOps(ABC):
-    """DPDK's mempool cache algorithm (LTS 22.11) over one ring, the pool's free list.
+class CacheOps(NamedTuple):
+    """DPDK's mempool cache algorithm (LTS 22.11) over one ring: an ops table.
 
-    A cache is a uint32 row laid out as the ``C_*`` constants say. The ring
-    is multi-producer/multi-consumer with capacity ``pool_n``.
+    Each entry is a callable bound to the pool's free-list ring (MP/MC,
+    capacity ``pool_n``); a cache is a uint32 row laid out as the ``C_*``
+    constants say. Plain callables, not methods, so a backend can hand out
+    compiled functions that run with no Python frame in between.
+
+    - ``get_bulk(cache, out, n) -> int``: take ``n`` handles into ``out``,
+      cache first, refilling it with ``size + missing`` in one bulk; n or 0.
+    - ``put_bulk(cache, objs, n) -> int``: return ``objs[:n]`` through the
+      cache, flushing it whole past the threshold; n, or -1 (nothing put)
+      when a handle is not below ``cache[C_POOL_N]``, or -2 when the ring
+      overflowed (only a double put causes that).
+    - ``flush(cache) -> int``: move every cached handle back to the ring;
+      how many, or -2.
+
+    Both bulk operations receive a checked uint32 array but an unchecked
+    count: they return ``ERR_COUNT`` (and touch nothing) when ``n`` is
+    negative or exceeds the array, which costs them one comparison.
+
+    Usage: ``got = ops.get_bulk(cache_row, out, 32)``
     """
 
-    @abstractmethod
-    def get_bulk(self, cache: U32Array, out: U32Array, n: int) -> int:
-        """Take ``n`` handles into ``out`` (cache first, refilling it in one bulk); n or 0.
-
-        Usage: ``got = ops.get_bulk(cache_row, out, 32)``
-        """
-
-    @abstractmethod
-    def put_bulk(self, cache: U32Array, objs: U32Array, n: int) -> int:
-        """Return ``objs[:n]`` (via the cache, flushing it whole past the threshold).
-
-        Returns n; -1 (nothing put) when a handle is not below ``cache[C_POOL_N]``;
-        -2 when the ring overflowed, which only a double put can cause.
-
-        Usage: ``ops.put_bulk(cache_row, burst, 32)``
-        """
-
-    @abstractmethod
-    def flush(self, cache: U32Array) -> None:
-        """Move every cached handle back to the ring.
-
-        Usage: ``ops.flush(cache_row)``
-        """
+    get_bulk: Callable[[U32Array, U32Array, int], int]
+    put_bulk: Callable[[U32Array, U32Array, int], int]
+    flush: Callable[[U32Array], int]
 
 
 class Backend(ABC):

@@ -51,6 +51,9 @@ from ._layout import (
 )
 
 U32_MASK = 0xFFFFFFFF
+# Returned, with the ring untouched, when n is negative or runs past the
+# array: jitted callers get no out-of-bounds access (DPDK's -EINVAL).
+ERR_COUNT = -22
 # Spins with `pause` before yielding the CPU to a preempted peer: MP/MC rings
 # are not preemption-safe, and on 2 cores a spinning waiter can starve the
 # very thread it waits for.
@@ -112,6 +115,8 @@ def _update_tail(state, tail_word, old_head, new_tail, single):
 @njit(inline="always")
 def _enqueue(state, objs, start, n, fixed, single):
     """Move ``objs[start:start + n]`` in (offsets, not a slice: no refcount traffic)."""
+    if n < 0 or start + n > objs.shape[0]:
+        return ERR_COUNT
     old_head, k = _move_head(state, W_PROD_HEAD, W_CONS_TAIL, n, fixed, single, True)
     if k == 0:
         return 0
@@ -129,6 +134,8 @@ def _enqueue(state, objs, start, n, fixed, single):
 @njit(inline="always")
 def _dequeue(state, out, start, n, fixed, single):
     """Move up to ``n`` handles out into ``out[start:]``."""
+    if n < 0 or start + n > out.shape[0]:
+        return ERR_COUNT
     old_head, k = _move_head(state, W_CONS_HEAD, W_PROD_TAIL, n, fixed, single, False)
     if k == 0:
         return 0

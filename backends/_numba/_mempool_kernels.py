@@ -13,14 +13,16 @@ from numba import njit
 
 from pktflow.abc import C_FLUSHTHRESH, C_LEN, C_OBJS, C_POOL_N, C_SIZE, CACHE_MAX_SIZE
 
-from ._kernels import _dequeue, _enqueue
+from ._kernels import ERR_COUNT, _dequeue, _enqueue
 
 _JIT = {"cache": True, "nogil": True}
 
 
 @njit("int64(uint32[::1], uint32[::1], uint32[:], int64)", **_JIT)
 def mempool_get_bulk(ring, cache, out, n):
-    """Take exactly ``n`` handles into ``out``, or none; returns n or 0."""
+    """Take exactly ``n`` handles into ``out``, or none; returns n or 0 (or ERR_COUNT)."""
+    if n < 0 or n > out.shape[0]:
+        return ERR_COUNT
     size = np.int64(cache[C_SIZE])
     if size == 0:
         return _dequeue(ring, out, 0, n, True, False)
@@ -56,6 +58,8 @@ def mempool_get_bulk(ring, cache, out, n):
 @njit("int64(uint32[::1], uint32[::1], uint32[:], int64)", **_JIT)
 def mempool_put_bulk(ring, cache, objs, n):
     """Return ``objs[:n]`` to the pool; n, or -1 for a foreign handle, -2 on overflow."""
+    if n < 0 or n > objs.shape[0]:
+        return ERR_COUNT
     pool_n = np.int64(cache[C_POOL_N])
     # A handle outside the pool would be handed out later and corrupt it: the
     # one check the fast path keeps, at a few cycles per handle.

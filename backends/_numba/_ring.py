@@ -7,6 +7,7 @@ zone. The kernel for the ring's sync mode is picked once, here.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -68,6 +69,11 @@ def aligned_words(words: int) -> U32Array:
 class JitRing(Ring):
     """A ring whose state array lives in private memory or a shared zone."""
 
+    # The batch operations and count are bound per ring in __init__: partials
+    # of the compiled kernel for the ring's sync mode over its state array,
+    # so a burst from Python is one C call with no Python frame in between.
+    enqueue_bulk = enqueue_burst = dequeue_bulk = dequeue_burst = count = None  # type: ignore[assignment]
+
     def __init__(self, name: str, state: U32Array, zone: Zone | None = None) -> None:
         from . import _kernels as k
 
@@ -79,13 +85,13 @@ class JitRing(Ring):
         self._zone = zone
         self._ops = jit_ops_for(self.flags)
         sp, sc = bool(self.flags & RING_F_SP_ENQ), bool(self.flags & RING_F_SC_DEQ)
-        self._enqueue_bulk = _compiled(self._ops.enqueue_bulk)
-        self._enqueue_burst = _compiled(self._ops.enqueue_burst)
-        self._dequeue_bulk = _compiled(self._ops.dequeue_bulk)
-        self._dequeue_burst = _compiled(self._ops.dequeue_burst)
+        self.enqueue_bulk = partial(_compiled(self._ops.enqueue_bulk), state)
+        self.enqueue_burst = partial(_compiled(self._ops.enqueue_burst), state)
+        self.dequeue_bulk = partial(_compiled(self._ops.dequeue_bulk), state)
+        self.dequeue_burst = partial(_compiled(self._ops.dequeue_burst), state)
+        self.count = partial(_compiled(k.count), state)
         self._enqueue_one = _compiled(k.enqueue_one_sp if sp else k.enqueue_one_mp)
         self._dequeue_one = _compiled(k.dequeue_one_sc if sc else k.dequeue_one_mc)
-        self._count = _compiled(k.count)
         self._reset = k.reset
 
     @classmethod
@@ -114,27 +120,12 @@ class JitRing(Ring):
             return f"{where} is smaller than its ring header says"
         return None
 
-    def enqueue_bulk(self, objs: U32Array, n: int) -> int:
-        return self._enqueue_bulk(self._state, objs, n)  # type: ignore[no-any-return]
-
-    def enqueue_burst(self, objs: U32Array, n: int) -> int:
-        return self._enqueue_burst(self._state, objs, n)  # type: ignore[no-any-return]
-
-    def dequeue_bulk(self, out: U32Array, n: int) -> int:
-        return self._dequeue_bulk(self._state, out, n)  # type: ignore[no-any-return]
-
-    def dequeue_burst(self, out: U32Array, n: int) -> int:
-        return self._dequeue_burst(self._state, out, n)  # type: ignore[no-any-return]
-
     def enqueue(self, handle: int) -> bool:
         return self._enqueue_one(self._state, handle)  # type: ignore[no-any-return]
 
     def dequeue(self) -> int | None:
         handle = self._dequeue_one(self._state)
         return None if handle < 0 else handle
-
-    def count(self) -> int:
-        return self._count(self._state)  # type: ignore[no-any-return]
 
     def reset(self, counter_start: int = 0) -> None:
         self._reset(self._state, counter_start)
@@ -148,29 +139,15 @@ class JitRing(Ring):
         return self._state
 
     def cache_ops(self) -> CacheOps:
-        return JitCacheOps(self._state)
+        from . import _mempool_kernels as k
+
+        # Partials over the compiled entry points: one C call per burst.
+        return CacheOps(
+            get_bulk=partial(_compiled(k.mempool_get_bulk), self._state),
+            put_bulk=partial(_compiled(k.mempool_put_bulk), self._state),
+            flush=partial(_compiled(k.mempool_cache_flush), self._state),
+        )
 
     @property
     def jit_ops(self) -> JitOps:
         return self._ops
-
-
-class JitCacheOps(CacheOps):
-    """The mempool cache algorithm as one jitted call per burst."""
-
-    def __init__(self, ring_state: U32Array) -> None:
-        from . import _mempool_kernels as k
-
-        self._ring = ring_state
-        self._get_bulk = _compiled(k.mempool_get_bulk)
-        self._put_bulk = _compiled(k.mempool_put_bulk)
-        self._flush = _compiled(k.mempool_cache_flush)
-
-    def get_bulk(self, cache: U32Array, out: U32Array, n: int) -> int:
-        return self._get_bulk(self._ring, cache, out, n)  # type: ignore[no-any-return]
-
-    def put_bulk(self, cache: U32Array, objs: U32Array, n: int) -> int:
-        return self._put_bulk(self._ring, cache, objs, n)  # type: ignore[no-any-return]
-
-    def flush(self, cache: U32Array) -> None:
-        self._flush(self._ring, cache)
