@@ -28,6 +28,20 @@ from ._errors import (
     RingError,
 )
 from ._lcore import LCORE_ID_ANY, MAX_LCORE, lcore_id, register_lcore, unregister_lcore
+from ._mbuf import (
+    MBUF_DEFAULT_BUF_SIZE,
+    MBUF_DEFAULT_DATAROOM,
+    MBUF_F_INDIRECT,
+    MBUF_HEADER_DTYPE,
+    MBUF_MAX_NB_SEGS,
+    MBUF_PORT_INVALID,
+    PKTMBUF_HEADROOM,
+    SOCKET_ID_ANY,
+    Mbuf,
+    PktmbufPool,
+    pktmbuf_pool_create,
+    socket_id,
+)
 from ._memory import Zone, ZoneInfo, cleanup_zones, hugepage_info, list_zones
 from ._mempool import MEMPOOL_F_NO_CACHE_ALIGN, Mempool
 from ._registry import (
@@ -44,6 +58,18 @@ from .abc import RING_F_EXACT_SZ, RING_F_SC_DEQ, RING_F_SP_ENQ
 __version__ = "0.1.0"
 
 __all__ = [
+    "MBUF_DEFAULT_BUF_SIZE",
+    "MBUF_DEFAULT_DATAROOM",
+    "MBUF_F_INDIRECT",
+    "MBUF_HEADER_DTYPE",
+    "MBUF_MAX_NB_SEGS",
+    "MBUF_PORT_INVALID",
+    "PKTMBUF_HEADROOM",
+    "SOCKET_ID_ANY",
+    "Mbuf",
+    "PktmbufPool",
+    "pktmbuf_pool_create",
+    "socket_id",
     "LCORE_ID_ANY",
     "MAX_LCORE",
     "MEMPOOL_F_NO_CACHE_ALIGN",

@@ -81,8 +81,9 @@ class Mempool:
     zone_kind: ClassVar[str] = "mempool"
     # Zone kinds ``lookup`` accepts: an mbuf pool is a mempool too.
     lookup_kinds: ClassVar[tuple[str, ...]] = ("mempool", "mbufpool")
-    # A structured dtype for one header per object (the mbuf pool's), or None.
-    header_dtype: ClassVar[np.dtype[Any] | None] = None
+    # uint32 words of the header each object gets (the mbuf pool's), or 0.
+    # The section holds one row more, for parameters the kernels read.
+    header_row_words: ClassVar[int] = 0
 
     def __init__(
         self,
@@ -135,15 +136,14 @@ class Mempool:
 
         _local.register(name, self, create)
 
-    @classmethod
     def _plan(
-        cls, n: int, elt_size: int, priv_size: int, cache_size: int, flags: int, debug: bool
+        self, n: int, elt_size: int, priv_size: int, cache_size: int, flags: int, debug: bool
     ) -> npt.NDArray[np.uint64]:
         """The meta words: sizes and the offset of every section."""
         aligned = not flags & MEMPOOL_F_NO_CACHE_ALIGN
         stride = _align(elt_size) if aligned else max(elt_size, 1)
         priv_stride = _align(priv_size) if aligned else priv_size
-        header_size = cls.header_dtype.itemsize if cls.header_dtype is not None else 0
+        header_size = self.header_row_words * 4
         meta = np.zeros(_META_WORDS, dtype=np.uint64)
         offset = _META_WORDS * 8
         meta[M_CACHES_OFF] = offset = _align(offset)
@@ -151,7 +151,7 @@ class Mempool:
         meta[M_DEBUG_OFF] = offset
         offset += n
         meta[M_HEADERS_OFF] = offset = _align(offset)
-        offset += n * header_size
+        offset += (n + 1) * header_size if header_size else 0
         meta[M_PRIV_OFF] = offset = _align(offset)
         offset += n * priv_stride
         meta[M_OBJS_OFF] = offset = _align(offset)
@@ -195,8 +195,10 @@ class Mempool:
         self._objects = objects[:, : self.elt_size]
         private = zone.array(np.uint8, n * priv_stride, int(meta[M_PRIV_OFF]))
         self._private = private.reshape(n, priv_stride)[:, : self.private_data_size]
-        if self.header_dtype is not None:
-            self._headers = zone.array(self.header_dtype, n, int(meta[M_HEADERS_OFF]))
+        if self.header_row_words:
+            width = self.header_row_words
+            words = zone.array(np.uint32, (n + 1) * width, int(meta[M_HEADERS_OFF]))
+            self._header_words = words.reshape(n + 1, width)
         impl = ring.impl
         ops = impl.cache_ops() or PyCache(impl).ops()
         if self.debug:

@@ -26,6 +26,27 @@ import numpy.typing as npt
 from ._errors import NotFoundError
 
 __all__ = [
+    "H_WORDS",
+    "H_REFCNT",
+    "H_NEXT",
+    "H_PKT_LEN",
+    "H_BUF",
+    "H_DATA",
+    "H_PORT",
+    "H_PACKET_TYPE",
+    "H_HASH",
+    "H_OL_FLAGS",
+    "H_TIMESTAMP",
+    "H_DIRECT",
+    "H_DIRECT_POOL",
+    "NO_NEXT",
+    "MBUF_F_INDIRECT",
+    "P_POOL_ID",
+    "P_BUF_LEN",
+    "P_HEADROOM",
+    "ERR_FOREIGN",
+    "ERR_OVERFLOW",
+    "ERR_CORRUPT",
     "CACHE_MAX_SIZE",
     "CACHE_WORDS",
     "ERR_COUNT",
@@ -40,6 +61,7 @@ __all__ = [
     "Backend",
     "CacheOps",
     "JitOps",
+    "MbufOps",
     "Ring",
     "U32Array",
 ]
@@ -62,6 +84,32 @@ C_POOL_N = 3  # handles are 0 .. pool_n - 1: a put checks its handles are
 C_OBJS = 16  # the objects, a stack: the most recently put on top
 CACHE_WORDS = C_OBJS + 2 * CACHE_MAX_SIZE
 ERR_COUNT = -22  # a count outside 0..len(array) (DPDK's -EINVAL)
+
+# An mbuf header is one row of 16 uint32 words (64 bytes) in the pool's zone;
+# pktflow.MBUF_HEADER_DTYPE names the same bytes field by field. Two uint16
+# fields share a word as (low half, high half), little-endian.
+H_WORDS = 16
+H_REFCNT = 0  # updated atomically once an mbuf may be shared
+H_NEXT = 1  # handle of the next segment (same pool), or NO_NEXT
+H_PKT_LEN = 2
+H_BUF = 3  # buf_len | data_off << 16
+H_DATA = 4  # data_len | nb_segs << 16
+H_PORT = 5  # port | vlan_tci << 16
+H_PACKET_TYPE = 6
+H_HASH = 7
+H_OL_FLAGS = 8  # uint64: words 8 and 9
+H_TIMESTAMP = 10  # uint64: words 10 and 11
+H_DIRECT = 12  # handle of the mbuf whose buffer holds the data (itself if direct)
+H_DIRECT_POOL = 13  # pool id of that mbuf
+NO_NEXT = 0xFFFFFFFF
+MBUF_F_INDIRECT = 1 << 62  # ol_flags: attached to another mbuf's buffer (DPDK's bit)
+# One row past the last header holds the pool's parameters for the kernels.
+P_POOL_ID = 0
+P_BUF_LEN = 1  # data room size: buf_len of every direct mbuf
+P_HEADROOM = 2  # data_off after alloc: min(PKTMBUF_HEADROOM, buf_len)
+ERR_FOREIGN = -1  # a handle that is not below the pool's n
+ERR_OVERFLOW = -2  # the free list overflowed: only a double free causes it
+ERR_CORRUPT = -3  # a chain longer than the pool: a cycle
 
 
 class JitOps(NamedTuple):
@@ -169,6 +217,15 @@ class Ring(ABC):
         """
         return None
 
+    def mbuf_ops(self, header_words: npt.NDArray[np.uint32]) -> MbufOps | None:
+        """Faster mbuf alloc/free for a pool whose free list is this ring, or None.
+
+        ``header_words`` is the pool's (n + 1, H_WORDS) uint32 header array.
+
+        Usage: ``ops = impl.mbuf_ops(words)``
+        """
+        return None
+
     @property
     def jit_ops(self) -> JitOps | None:
         """``@njit`` operations over ``state``, or None for a non-jitted backend."""
@@ -202,6 +259,26 @@ class CacheOps(NamedTuple):
     get_bulk: Callable[[U32Array, U32Array, int], int]
     put_bulk: Callable[[U32Array, U32Array, int], int]
     flush: Callable[[U32Array], int]
+
+
+class MbufOps(NamedTuple):
+    """Fast mbuf operations over one pool (its ring, caches and header words).
+
+    - ``alloc_bulk(cache, out, n) -> int``: ``get_bulk`` plus DPDK's reset of
+      each header; n or 0 (or ERR_COUNT).
+    - ``free_bulk(cache, handles, n) -> int``: free each chain, honouring
+      every segment's refcnt and detaching indirect segments. Returns how
+      many of the ``n`` chains it freed: fewer than n when chain
+      ``handles[result]`` has an indirect segment of another pool, which the
+      caller frees itself before calling again with the rest; or ERR_*.
+    - ``refcnt_add(handle, delta) -> int``: atomically add to a refcnt; the new value.
+
+    Usage: ``got = ops.alloc_bulk(cache_row, out, 32)``
+    """
+
+    alloc_bulk: Callable[[U32Array, U32Array, int], int]
+    free_bulk: Callable[[U32Array, U32Array, int], int]
+    refcnt_add: Callable[[int, int], int]
 
 
 class Backend(ABC):

@@ -11,7 +11,16 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from pktflow.abc import C_FLUSHTHRESH, C_LEN, C_OBJS, C_POOL_N, C_SIZE, CACHE_MAX_SIZE
+from pktflow.abc import (
+    C_FLUSHTHRESH,
+    C_LEN,
+    C_OBJS,
+    C_POOL_N,
+    C_SIZE,
+    CACHE_MAX_SIZE,
+    ERR_FOREIGN,
+    ERR_OVERFLOW,
+)
 
 from ._kernels import ERR_COUNT, _dequeue, _enqueue
 
@@ -57,7 +66,7 @@ def mempool_get_bulk(ring, cache, out, n):
 
 @njit("int64(uint32[::1], uint32[::1], uint32[:], int64)", **_JIT)
 def mempool_put_bulk(ring, cache, objs, n):
-    """Return ``objs[:n]`` to the pool; n, or -1 for a foreign handle, -2 on overflow."""
+    """Return ``objs[:n]`` to the pool; n, or ERR_FOREIGN / ERR_OVERFLOW (nothing put)."""
     if n < 0 or n > objs.shape[0]:
         return ERR_COUNT
     pool_n = np.int64(cache[C_POOL_N])
@@ -65,11 +74,11 @@ def mempool_put_bulk(ring, cache, objs, n):
     # one check the fast path keeps, at a few cycles per handle.
     for i in range(n):
         if objs[i] >= pool_n:
-            return -1
+            return ERR_FOREIGN
     size = np.int64(cache[C_SIZE])
     threshold = np.int64(cache[C_FLUSHTHRESH])
     if size == 0 or n > threshold:
-        return n if _enqueue(ring, objs, 0, n, True, False) == n else -2
+        return n if _enqueue(ring, objs, 0, n, True, False) == n else ERR_OVERFLOW
     length = np.int64(cache[C_LEN])
     if length + n <= threshold:
         dest = length
@@ -77,7 +86,7 @@ def mempool_put_bulk(ring, cache, objs, n):
         # Crossing the threshold flushes the whole cache in one bulk and keeps
         # the new objects, which are the hot ones.
         if _enqueue(ring, cache, C_OBJS, length, True, False) != length:
-            return -2
+            return ERR_OVERFLOW
         dest = 0
     for i in range(n):
         cache[C_OBJS + dest + i] = objs[i]
@@ -87,9 +96,9 @@ def mempool_put_bulk(ring, cache, objs, n):
 
 @njit("int64(uint32[::1], uint32[::1])", **_JIT)
 def mempool_cache_flush(ring, cache):
-    """Move every cached handle back to the ring; returns how many moved, or -2."""
+    """Move every cached handle back to the ring; returns how many moved, or ERR_OVERFLOW."""
     length = np.int64(cache[C_LEN])
     if length and _enqueue(ring, cache, C_OBJS, length, True, False) != length:
-        return -2
+        return ERR_OVERFLOW
     cache[C_LEN] = 0
     return length

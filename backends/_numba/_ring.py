@@ -11,9 +11,10 @@ from functools import partial
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from pktflow._memory import Zone
-from pktflow.abc import RING_F_SC_DEQ, RING_F_SP_ENQ, CacheOps, JitOps, Ring, U32Array
+from pktflow.abc import RING_F_SC_DEQ, RING_F_SP_ENQ, CacheOps, JitOps, MbufOps, Ring, U32Array
 
 from ._layout import LAYOUT_VERSION, MAGIC, W_CAPACITY, W_FLAGS, W_MAGIC, W_SIZE, W_VERSION
 from ._layout import state_words as state_words
@@ -146,6 +147,15 @@ class JitRing(Ring):
             get_bulk=partial(_compiled(k.mempool_get_bulk), self._state),
             put_bulk=partial(_compiled(k.mempool_put_bulk), self._state),
             flush=partial(_compiled(k.mempool_cache_flush), self._state),
+        )
+
+    def mbuf_ops(self, header_words: npt.NDArray[np.uint32]) -> MbufOps:
+        from . import _mbuf_kernels as k
+
+        return MbufOps(
+            alloc_bulk=partial(_compiled(k.mbuf_alloc_bulk), self._state, header_words),
+            free_bulk=partial(_compiled(k.mbuf_free_bulk), self._state, header_words),
+            refcnt_add=partial(_compiled(k.mbuf_refcnt_add), header_words),
         )
 
     @property

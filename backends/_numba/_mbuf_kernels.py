@@ -1,0 +1,188 @@
+"""DPDK's mbuf alloc/free jitted over a pool's header words (layout: ``pktflow.abc.H_*``).
+
+``words`` is the pool's (n + 1, H_WORDS) uint32 header array; row n holds
+the pool's parameters (``P_*``). Refcounts change with atomic adds once an
+mbuf may be shared (DPDK's rte_mbuf_refcnt_update); a refcnt of 1 means
+the caller owns the mbuf alone, so freeing it needs no atomic.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from pktflow.abc import (
+    ERR_CORRUPT,
+    ERR_COUNT,
+    ERR_FOREIGN,
+    ERR_OVERFLOW,
+    H_BUF,
+    H_DATA,
+    H_DIRECT,
+    H_DIRECT_POOL,
+    H_HASH,
+    H_NEXT,
+    H_OL_FLAGS,
+    H_PACKET_TYPE,
+    H_PKT_LEN,
+    H_PORT,
+    H_REFCNT,
+    H_TIMESTAMP,
+    H_WORDS,
+    NO_NEXT,
+    P_BUF_LEN,
+    P_HEADROOM,
+    P_POOL_ID,
+)
+
+from ._atomics import fetch_add, load_acquire
+from ._mempool_kernels import mempool_get_bulk, mempool_put_bulk
+
+_JIT = {"cache": True, "nogil": True}
+_INDIRECT_HI = np.uint32(1 << 30)  # MBUF_F_INDIRECT (bit 62) within the high word
+_PORT_INVALID = 0xFFFF  # DPDK's RTE_MBUF_PORT_INVALID
+_SCRATCH = 64
+
+
+@njit(inline="always")
+def _reset(words, h, pool_id, buf_len, headroom):
+    """rte_pktmbuf_reset plus what alloc sets: one owner, one segment, no data."""
+    words[h, H_REFCNT] = 1
+    words[h, H_NEXT] = NO_NEXT
+    words[h, H_PKT_LEN] = 0
+    words[h, H_BUF] = buf_len | (headroom << 16)
+    words[h, H_DATA] = 1 << 16  # data_len 0, nb_segs 1
+    words[h, H_PORT] = _PORT_INVALID  # vlan_tci 0
+    words[h, H_PACKET_TYPE] = 0
+    words[h, H_HASH] = 0
+    words[h, H_OL_FLAGS] = 0
+    words[h, H_OL_FLAGS + 1] = 0
+    words[h, H_TIMESTAMP] = 0
+    words[h, H_TIMESTAMP + 1] = 0
+    words[h, H_DIRECT] = h
+    words[h, H_DIRECT_POOL] = pool_id
+
+
+# (ring, words) come first: they are fixed per pool, so Python binds them once.
+_SIG_BULK = "int64(uint32[::1], uint32[:, ::1], uint32[::1], uint32[:], int64)"
+
+
+@njit(_SIG_BULK, **_JIT)
+def mbuf_alloc_bulk(ring, words, cache, out, n):
+    """Take ``n`` mbufs into ``out``, all or none, each reset; n or 0 (or ERR_COUNT)."""
+    got = mempool_get_bulk(ring, cache, out, n)
+    if got > 0:
+        params = words.shape[0] - 1
+        pool_id = words[params, P_POOL_ID]
+        buf_len = words[params, P_BUF_LEN]
+        headroom = words[params, P_HEADROOM]
+        for i in range(got):
+            _reset(words, np.int64(out[i]), pool_id, buf_len, headroom)
+    return got
+
+
+@njit(inline="always")
+def _is_indirect(words, h):
+    return (words[h, H_OL_FLAGS + 1] & _INDIRECT_HI) != 0
+
+
+@njit(inline="always")
+def _refcnt_word(words, h):
+    """(flat view, index) of the refcnt of ``h``, for the 1-D atomics."""
+    return words.reshape(words.size), h * H_WORDS + H_REFCNT
+
+
+@njit(inline="always")
+def _release(words, h):
+    """Drop one reference; True when it was the last (DPDK's prefree refcnt part)."""
+    flat, index = _refcnt_word(words, h)
+    # Acquire: pairs with the release half of other owners' fetch_add, so
+    # their last writes to this mbuf happen before we recycle it.
+    if load_acquire(flat, index) == 1:
+        return True
+    return fetch_add(flat, index, 0xFFFFFFFF) == 1  # refcnt - 1, modulo 2**32
+
+
+@njit(inline="always")
+def _recycle(words, h):
+    """The state a free mbuf keeps in the pool: one ref, one segment, no next."""
+    words[h, H_REFCNT] = 1
+    words[h, H_NEXT] = NO_NEXT
+    words[h, H_DATA] = (words[h, H_DATA] & 0xFFFF) | (1 << 16)
+
+
+@njit(inline="always")
+def _push(ring, cache, scratch, k, h):
+    """Stage ``h`` for the pool; put the batch when full. Returns the new k or an error."""
+    scratch[k] = h
+    k += 1
+    if k == scratch.shape[0]:
+        if mempool_put_bulk(ring, cache, scratch, k) < 0:
+            return ERR_OVERFLOW
+        k = 0
+    return k
+
+
+@njit(inline="always")
+def _has_foreign_segment(words, h, pool_id, limit):
+    """Whether the chain from ``h`` holds an indirect segment of another pool."""
+    steps = 0
+    while h != NO_NEXT and steps <= limit:
+        if _is_indirect(words, h) and words[h, H_DIRECT_POOL] != pool_id:
+            return True
+        h = np.int64(words[h, H_NEXT])
+        steps += 1
+    return False
+
+
+@njit(_SIG_BULK, **_JIT)
+def mbuf_free_bulk(ring, words, cache, handles, n):
+    """Free ``n`` chains (rte_pktmbuf_free_bulk); see ``pktflow.abc.MbufOps``."""
+    if n < 0 or n > handles.shape[0]:
+        return ERR_COUNT
+    pool_n = words.shape[0] - 1
+    pool_id = words[pool_n, P_POOL_ID]
+    for i in range(n):
+        if handles[i] >= pool_n:
+            return ERR_FOREIGN
+    scratch = np.empty(_SCRATCH, np.uint32)
+    k = 0
+    for i in range(n):
+        m = np.int64(handles[i])
+        if _has_foreign_segment(words, m, pool_id, pool_n):
+            if k and mempool_put_bulk(ring, cache, scratch, k) < 0:
+                return ERR_OVERFLOW
+            return i
+        steps = 0
+        while m != NO_NEXT:
+            steps += 1
+            if steps > pool_n:
+                return ERR_CORRUPT
+            following = np.int64(words[m, H_NEXT])
+            if _release(words, m):
+                if _is_indirect(words, m):
+                    # Detach: give the buffer back to its direct mbuf (same pool).
+                    direct = np.int64(words[m, H_DIRECT])
+                    words[m, H_OL_FLAGS + 1] &= ~_INDIRECT_HI
+                    words[m, H_DIRECT] = m
+                    words[m, H_BUF] = words[pool_n, P_BUF_LEN] | (words[pool_n, P_HEADROOM] << 16)
+                    if _release(words, direct):
+                        _recycle(words, direct)
+                        k = _push(ring, cache, scratch, k, direct)
+                        if k < 0:
+                            return k
+                _recycle(words, m)
+                k = _push(ring, cache, scratch, k, m)
+                if k < 0:
+                    return k
+            m = following
+    if k and mempool_put_bulk(ring, cache, scratch, k) < 0:
+        return ERR_OVERFLOW
+    return n
+
+
+@njit("int64(uint32[:, ::1], int64, int64)", **_JIT)
+def mbuf_refcnt_add(words, h, delta):
+    """Atomically add ``delta`` to the refcnt of ``h``; returns the new value."""
+    flat, index = _refcnt_word(words, h)
+    return (np.int64(fetch_add(flat, index, delta & 0xFFFFFFFF)) + delta) & 0xFFFFFFFF
