@@ -1,7 +1,264 @@
-"""`pktflow ...` command line (placeholder until the CLI lands)."""
+"""The ``pktflow`` command line: ``info``, ``cleanup`` and ``bench ...``.
+
+Commands hang off the ``main`` group; the pipeline commands (``run`` and
+``validate`` of a YAML file) join it the same way when the runtime lands,
+and each benchmark is a command of the ``bench`` group.
+
+Usage::
+
+    pktflow info            # versions, CPUs, huge pages, backends, zones
+    pktflow info --json
+    pktflow cleanup --dry-run
+    pktflow bench ring --quick
+"""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable
+from typing import Any
 
+import click
+from rich.console import Console
+from rich.table import Table
+
+from . import PktflowError, __version__, cleanup_zones
+from ._info import NOT_INSTALLED, collect_info
+
+__all__ = ["main"]
+
+
+class _Group(click.Group):
+    """A group that shows a ``PktflowError`` as one ``error: ...`` line, exit code 1.
+
+    These errors are written for users (they name the fix), so a traceback
+    would only bury the message.
+    """
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except PktflowError as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(1)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "-V", "--version", prog_name="pktflow")
 def main() -> None:
-    raise SystemExit("pktflow CLI: not built yet")
+    """pktflow: DPDK's memory model for Python (zones, rings, mempools, mbufs).
+
+    \f
+    Usage: ``pktflow info``
+    """
+
+
+# -- info -------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the facts as JSON.")
+def info(as_json: bool) -> None:
+    """Show versions, CPUs, huge pages, ring backends and shared zones.
+
+    \f
+    Usage: ``pktflow info --json``
+    """
+    facts = collect_info()
+    if as_json:
+        click.echo(json.dumps(facts, indent=2))
+        return
+    console = Console()
+    console.print(_environment_table(facts))
+    console.print(_memory_table(facts))
+    console.print(_backends_table(facts))
+    _print_zones(console, facts["zones"])
+
+
+def _environment_table(facts: dict[str, Any]) -> Table:
+    table = Table(title="Environment", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    python = facts["python"]
+    table.add_row("pktflow", facts["pktflow"])
+    table.add_row(
+        "python", f"{python['version']} ({python['implementation']}, {python['executable']})"
+    )
+    for name, found in facts["packages"].items():
+        table.add_row(name, f"[dim]{found}[/dim]" if found == NOT_INSTALLED else found)
+    cpus = facts["cpus"]
+    affinity = cpus["affinity"]
+    table.add_row(
+        "cpus",
+        f"{cpus['count']}, this process may run on "
+        + (_ranges(affinity) if affinity is not None else "all"),
+    )
+    return table
+
+
+def _memory_table(facts: dict[str, Any]) -> Table:
+    table = Table(title="Huge pages", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    pages = facts["hugepages"]
+    table.add_row("page size", _size(pages["page_size"]))
+    free = f"{pages['free']} free of {pages['total']} reserved"
+    if pages["reserve_command"]:
+        free += f" [yellow](reserve some: {pages['reserve_command']})[/yellow]"
+    table.add_row("pages", free)
+    table.add_row("hugetlbfs", pages["mount"] or "[yellow]not mounted[/yellow]")
+    thp = facts["transparent_hugepages"]
+    mode = thp["shmem_enabled"] or "unknown"
+    if thp["fix"]:
+        mode += f" [yellow](/dev/shm zones get 4 KiB pages; to change: {thp['fix']})[/yellow]"
+    table.add_row("THP for shmem", mode)
+    return table
+
+
+def _backends_table(facts: dict[str, Any]) -> Table:
+    table = Table(title="Ring backends", title_justify="left")
+    for column in ("backend", "status", "shared", "description"):
+        table.add_column(column)
+    for name, entry in facts["backends"].items():
+        label = f"{name} [bold](default)[/bold]" if entry["default"] else name
+        if entry["available"]:
+            shared = "across processes" if entry["shared"] else "one process"
+            table.add_row(label, "[green]available[/green]", shared, entry["description"] or "")
+        else:
+            table.add_row(label, "[red]unavailable[/red]", "-", entry["reason"])
+    return table
+
+
+def _print_zones(console: Console, zones: dict[str, Any]) -> None:
+    if zones["left_behind"]:
+        console.print(
+            _zones_table("Zones left behind (creator gone)", zones["left_behind"]),
+        )
+        console.print(f"[yellow]remove them with `{zones['cleanup_command']}`[/yellow]")
+    else:
+        console.print("No zones left behind.")
+    if zones["alive"]:
+        console.print(_zones_table("Zones in use", zones["alive"]))
+
+
+def _zones_table(title: str, zones: Iterable[dict[str, Any]]) -> Table:
+    table = Table(title=title, title_justify="left")
+    # Names and paths are what users copy into commands: never break them.
+    table.add_column("name", no_wrap=True)
+    for column in ("kind", "size", "pages", "pid"):
+        table.add_column(column)
+    table.add_column("path", no_wrap=True)
+    for zone in zones:
+        table.add_row(
+            zone["name"],
+            zone["kind"],
+            _size(zone["size"]),
+            _size(zone["page_size"]),
+            str(zone["creator_pid"]),
+            zone["path"],
+        )
+    return table
+
+
+def _ranges(cpus: list[int]) -> str:
+    """``[0, 1, 2, 5]`` -> ``"0-2,5"``, as taskset and cpusets write CPU lists."""
+    spans: list[list[int]] = []
+    for cpu in cpus:
+        if spans and cpu == spans[-1][1] + 1:
+            spans[-1][1] = cpu
+        else:
+            spans.append([cpu, cpu])
+    return ",".join(f"{lo}-{hi}" if hi > lo else str(lo) for lo, hi in spans)
+
+
+def _size(n: int) -> str:
+    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if n >= 1 << shift and n % (1 << shift) == 0:
+            return f"{n >> shift} {unit}"
+    return f"{n} B"
+
+
+# -- cleanup ----------------------------------------------------------------
+
+
+@main.command()
+@click.option("--dry-run", is_flag=True, help="List what would be removed; remove nothing.")
+def cleanup(dry_run: bool) -> None:
+    """Remove shared zones left behind by processes that are gone.
+
+    A crashed run cannot unlink its zones; this does, for any zone whose
+    creator no longer exists.
+
+    \f
+    Usage: ``pktflow cleanup --dry-run``
+    """
+    removed = cleanup_zones(dry_run=dry_run)
+    if not removed:
+        click.echo("Nothing left behind: every shared zone's creator is alive.")
+        return
+    verb = "Would remove" if dry_run else "Removed"
+    table = Table(title=f"{verb} {len(removed)} zone(s) left behind", title_justify="left")
+    table.add_column("name", no_wrap=True)
+    table.add_column("path", no_wrap=True)
+    table.add_column("dead creator pid")
+    for zone in removed:
+        table.add_row(zone.name, zone.path, str(zone.creator_pid))
+    Console().print(table)
+
+
+# -- bench ------------------------------------------------------------------
+
+
+@main.group()
+def bench() -> None:
+    """Measure pktflow next to the usual Python peers.
+
+    Each figure is shown next to what a Python user would pick instead
+    (collections.deque, queue.Queue, ...), measured in the same run.
+
+    \f
+    Usage: ``pktflow bench ring --quick``
+    """
+
+
+@bench.command()
+@click.option("--quick", is_flag=True, help="Fewer sizes and shorter runs (a smoke test).")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@click.option(
+    "--backend",
+    "backends",
+    multiple=True,
+    metavar="NAME",
+    help="Ring backend to measure (repeatable; default: every available one).",
+)
+@click.option(
+    "--burst",
+    "bursts",
+    multiple=True,
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Burst size in handles (repeatable).",
+)
+@click.option("--repeats", type=click.IntRange(min=1), metavar="N", help="Runs per measurement.")
+def ring(
+    quick: bool,
+    as_json: bool,
+    backends: tuple[str, ...],
+    bursts: tuple[int, ...],
+    repeats: int | None,
+) -> None:
+    """Ring throughput per backend and burst size, next to the peers.
+
+    \f
+    Usage: ``pktflow bench ring --backend numba --burst 32``
+    """
+    # Imported here: the benchmark pulls in its peers (and numba) only when run.
+    from .bench.ring import run_ring_bench
+
+    run_ring_bench(
+        quick=quick,
+        as_json=as_json,
+        backends=list(backends) or None,
+        bursts=list(bursts) or None,
+        repeats=repeats,
+    )
