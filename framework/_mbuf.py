@@ -179,8 +179,10 @@ class PktmbufPool(Mempool):
         words[n, P_POOL_ID] = self.pool_id
         words[n, P_BUF_LEN] = buf_len
         words[n, P_HEADROOM] = headroom
-        handles = np.arange(n, dtype=np.uint32)
-        _reset_headers(words, handles, self.pool_id, buf_len, headroom)
+        words[:n] = 0
+        words[:n, H_REFCNT] = 1
+        words[:n, H_NEXT] = NO_NEXT
+        _reset_headers(words, np.arange(n, dtype=np.uint32), self.pool_id, buf_len, headroom)
 
     def _bind(self, zone: Any, ring: Any, *, creator: bool, owns_zone: bool = True) -> None:
         super()._bind(zone, ring, creator=creator, owns_zone=owns_zone)
@@ -307,17 +309,21 @@ def _pool_by_id(pool_id: int) -> PktmbufPool:
 def _reset_headers(
     words: U32Array, handles: U32Array, pool_id: int, buf_len: int, headroom: int
 ) -> None:
-    """DPDK's alloc-time reset of the given headers (the vectorised reference)."""
-    rows = words[handles.astype(np.intp)]
-    rows[:] = 0
-    rows[:, H_REFCNT] = 1
-    rows[:, H_NEXT] = NO_NEXT
-    rows[:, H_BUF] = buf_len | (headroom << 16)
-    rows[:, H_DATA] = 1 << 16
-    rows[:, H_PORT] = MBUF_PORT_INVALID
-    rows[:, H_DIRECT] = handles
-    rows[:, H_DIRECT_POOL] = pool_id
-    words[handles.astype(np.intp)] = rows
+    """rte_pktmbuf_reset of the given headers (the vectorised reference).
+
+    Free mbufs already hold refcnt 1 and no next; hash and timestamp are the
+    application's, as in DPDK.
+    """
+    rows = handles.astype(np.intp)
+    words[rows, H_PKT_LEN] = 0
+    words[rows, H_BUF] = buf_len | (headroom << 16)
+    words[rows, H_DATA] = 1 << 16
+    words[rows, H_PORT] = MBUF_PORT_INVALID
+    words[rows, H_PACKET_TYPE] = 0
+    words[rows, H_OL_FLAGS] = 0
+    words[rows, H_OL_FLAGS + 1] = 0
+    words[rows, H_DIRECT] = handles
+    words[rows, H_DIRECT_POOL] = pool_id
 
 
 class PyMbufOps:

@@ -20,14 +20,12 @@ from pktflow.abc import (
     H_DATA,
     H_DIRECT,
     H_DIRECT_POOL,
-    H_HASH,
     H_NEXT,
     H_OL_FLAGS,
     H_PACKET_TYPE,
     H_PKT_LEN,
     H_PORT,
     H_REFCNT,
-    H_TIMESTAMP,
     H_WORDS,
     NO_NEXT,
     P_BUF_LEN,
@@ -45,20 +43,19 @@ _SCRATCH = 64
 
 
 @njit(inline="always")
-def _reset(words, h, pool_id, buf_len, headroom):
-    """rte_pktmbuf_reset plus what alloc sets: one owner, one segment, no data."""
-    words[h, H_REFCNT] = 1
-    words[h, H_NEXT] = NO_NEXT
+def _reset(words, h, buf, pool_id):
+    """rte_pktmbuf_reset: one segment, no data, default headroom, no flags.
+
+    A free mbuf already holds refcnt 1 and no next (``_recycle``); like DPDK,
+    the hash and timestamp are left for the application to set.
+    """
     words[h, H_PKT_LEN] = 0
-    words[h, H_BUF] = buf_len | (headroom << 16)
+    words[h, H_BUF] = buf
     words[h, H_DATA] = 1 << 16  # data_len 0, nb_segs 1
     words[h, H_PORT] = _PORT_INVALID  # vlan_tci 0
     words[h, H_PACKET_TYPE] = 0
-    words[h, H_HASH] = 0
     words[h, H_OL_FLAGS] = 0
     words[h, H_OL_FLAGS + 1] = 0
-    words[h, H_TIMESTAMP] = 0
-    words[h, H_TIMESTAMP + 1] = 0
     words[h, H_DIRECT] = h
     words[h, H_DIRECT_POOL] = pool_id
 
@@ -74,10 +71,9 @@ def mbuf_alloc_bulk(ring, words, cache, out, n):
     if got > 0:
         params = words.shape[0] - 1
         pool_id = words[params, P_POOL_ID]
-        buf_len = words[params, P_BUF_LEN]
-        headroom = words[params, P_HEADROOM]
+        buf = words[params, P_BUF_LEN] | (words[params, P_HEADROOM] << 16)
         for i in range(got):
-            _reset(words, np.int64(out[i]), pool_id, buf_len, headroom)
+            _reset(words, np.int64(out[i]), buf, pool_id)
     return got
 
 
@@ -87,15 +83,12 @@ def _is_indirect(words, h):
 
 
 @njit(inline="always")
-def _refcnt_word(words, h):
-    """(flat view, index) of the refcnt of ``h``, for the 1-D atomics."""
-    return words.reshape(words.size), h * H_WORDS + H_REFCNT
+def _release(flat, h):
+    """Drop one reference; True when it was the last (DPDK's prefree refcnt part).
 
-
-@njit(inline="always")
-def _release(words, h):
-    """Drop one reference; True when it was the last (DPDK's prefree refcnt part)."""
-    flat, index = _refcnt_word(words, h)
+    ``flat`` is the header words as one 1-D view (the atomics take 1-D arrays).
+    """
+    index = h * H_WORDS + H_REFCNT
     # Acquire: pairs with the release half of other owners' fetch_add, so
     # their last writes to this mbuf happen before we recycle it.
     if load_acquire(flat, index) == 1:
@@ -146,6 +139,7 @@ def mbuf_free_bulk(ring, words, cache, handles, n):
         if handles[i] >= pool_n:
             return ERR_FOREIGN
     scratch = np.empty(_SCRATCH, np.uint32)
+    flat = words.reshape(words.size)
     k = 0
     for i in range(n):
         m = np.int64(handles[i])
@@ -159,14 +153,14 @@ def mbuf_free_bulk(ring, words, cache, handles, n):
             if steps > pool_n:
                 return ERR_CORRUPT
             following = np.int64(words[m, H_NEXT])
-            if _release(words, m):
+            if _release(flat, m):
                 if _is_indirect(words, m):
                     # Detach: give the buffer back to its direct mbuf (same pool).
                     direct = np.int64(words[m, H_DIRECT])
                     words[m, H_OL_FLAGS + 1] &= ~_INDIRECT_HI
                     words[m, H_DIRECT] = m
                     words[m, H_BUF] = words[pool_n, P_BUF_LEN] | (words[pool_n, P_HEADROOM] << 16)
-                    if _release(words, direct):
+                    if _release(flat, direct):
                         _recycle(words, direct)
                         k = _push(ring, cache, scratch, k, direct)
                         if k < 0:
@@ -184,5 +178,5 @@ def mbuf_free_bulk(ring, words, cache, handles, n):
 @njit("int64(uint32[:, ::1], int64, int64)", **_JIT)
 def mbuf_refcnt_add(words, h, delta):
     """Atomically add ``delta`` to the refcnt of ``h``; returns the new value."""
-    flat, index = _refcnt_word(words, h)
-    return (np.int64(fetch_add(flat, index, delta & 0xFFFFFFFF)) + delta) & 0xFFFFFFFF
+    old = fetch_add(words.reshape(words.size), h * H_WORDS + H_REFCNT, delta & 0xFFFFFFFF)
+    return (np.int64(old) + delta) & 0xFFFFFFFF
