@@ -1,7 +1,16 @@
-"""Ring operations as ``@njit`` functions, for stage code that stays jitted.
+"""pktflow's operations as ``@njit`` functions, for stage code that stays jitted.
 
-Each takes the ring's ``state`` array first (``pktflow.Ring.state``); pick
-the variant matching the ring's flags, or take ``ring.jit_ops``.
+Rings: each takes the ring's ``state`` array first (``pktflow.Ring.state``);
+pick the variant matching the ring's flags, or take ``ring.jit_ops``.
+Mempools: ``mempool_get_bulk(ring_state, cache_row, out, n)`` and
+``mempool_put_bulk`` with ``pool.ring.state`` and a row of
+``pool.cache_rows`` (the lcore's, ``pktflow.lcore_id()``). Mbufs:
+``mbuf_alloc_bulk(ring_state, header_words, cache_row, out, n)`` and
+``mbuf_free_bulk`` with ``pool.header_words``.
+
+Every batch function returns the count moved, or a negative ``pktflow.abc``
+``ERR_*`` code (e.g. ERR_COUNT when n runs past the array), never touching
+memory out of bounds.
 
 Usage::
 
@@ -28,6 +37,12 @@ from pktflow.backends._numba._kernels import (
     enqueue_one_mp,
     enqueue_one_sp,
 )
+from pktflow.backends._numba._mbuf_kernels import mbuf_alloc_bulk, mbuf_free_bulk, mbuf_refcnt_add
+from pktflow.backends._numba._mempool_kernels import (
+    mempool_cache_flush,
+    mempool_get_bulk,
+    mempool_put_bulk,
+)
 
 __all__ = [
     "count",
@@ -43,4 +58,10 @@ __all__ = [
     "enqueue_burst_sp",
     "enqueue_one_mp",
     "enqueue_one_sp",
+    "mbuf_alloc_bulk",
+    "mbuf_free_bulk",
+    "mbuf_refcnt_add",
+    "mempool_cache_flush",
+    "mempool_get_bulk",
+    "mempool_put_bulk",
 ]
