@@ -1,0 +1,253 @@
+"""Timing, statistics and CPU pinning shared by every ``pktflow bench`` command.
+
+A benchmark is a list of ``Case``s, each able to move handles once and
+return a ``Span`` (when it started, when it ended, how many handles
+arrived). ``measure`` runs them in interleaved rounds and gives a ``Row``
+per case: the median rate with the min and max, as the field notes
+report figures on these noisy machines.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import statistics
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from time import perf_counter
+from typing import Any, NamedTuple
+
+MIN_RUNS = 5  # a median of fewer runs says little on a noisy machine
+
+
+class Span(NamedTuple):
+    """One timed transfer: ``handles`` arrived between ``start`` and ``end`` (perf_counter).
+
+    ``perf_counter`` is CLOCK_MONOTONIC on Linux, so spans taken in different
+    processes of one machine are comparable.
+    """
+
+    start: float
+    end: float
+    handles: int
+
+    @classmethod
+    def combine(cls, spans: Sequence[Span]) -> Span:
+        """The span of workers that ran together: first start to last end, all handles.
+
+        Usage: ``Span.combine([producer_span, consumer_span])``
+        """
+        return cls(
+            min(s.start for s in spans), max(s.end for s in spans), sum(s.handles for s in spans)
+        )
+
+    @property
+    def rate(self) -> float:
+        """Handles per second."""
+        return self.handles / (self.end - self.start)
+
+
+def timed(work: Callable[[], int]) -> Span:
+    """Run ``work`` (which returns the handles it moved) once and time it.
+
+    Usage: ``span = timed(lambda: loop(ring, 1 << 20))``
+    """
+    start = perf_counter()
+    handles = work()
+    return Span(start, perf_counter(), handles)
+
+
+class Case(NamedTuple):
+    """One row to measure: what it is, and how to run it once.
+
+    ``once`` sets up (a ring, threads, a job on worker processes), times the
+    transfer alone and tears down, so a case holds no resources between
+    runs and many cases can be interleaved.
+
+    Usage: ``Case("1 thread", "pktflow", "numba", "SP/SC", 32, 1 << 20, "", once)``
+    """
+
+    name: str  # what ran, e.g. "1 -> 1 processes"
+    group: str  # "pktflow", "jitted" (reference) or "peer"
+    backend: str | None  # the ring backend, or the peer's queue
+    mode: str | None  # "SP/SC" or "MP/MC"; None for peers
+    burst: int  # handles per call (for peers, integers per put)
+    handles: int  # handles moved per run
+    note: str
+    once: Callable[[], Span]
+
+
+def measure(
+    cases: Sequence[Case], runs: int, progress: Callable[[str], None] | None = None
+) -> list[Row]:
+    """Run every case ``runs`` times, interleaved, after one untimed warm-up round.
+
+    Interleaving (round after round of every case) spreads this noisy
+    machine's slow phases, which last seconds, over all rows alike instead
+    of sinking one row's five consecutive runs; the ratios stay fair. The
+    warm-up round pays for first touches and lazy loading (numba's cache in
+    a worker). The garbage collector is off while a run is timed, as
+    timeit does.
+
+    Usage: ``rows = measure(cases, runs=5)``
+    """
+    if runs < 1:
+        raise ValueError(f"runs must be at least 1, not {runs}")
+    rates: list[list[float]] = [[] for _ in cases]
+    for round_ in range(runs + 1):
+        for i, case in enumerate(cases):
+            if progress is not None:
+                label = "warm-up" if round_ == 0 else f"run {round_}/{runs}"
+                progress(f"{label}: {row_key(case.backend, case.mode, case.name, case.burst)}")
+            with gc_paused():
+                span = case.once()
+            if round_:
+                rates[i].append(span.rate)
+    return [
+        Row(c.name, c.group, c.backend, c.mode, c.burst, r, c.handles, c.note)
+        for c, r in zip(cases, rates, strict=True)
+    ]
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Switch the cyclic garbage collector off for a timed section."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+# -- CPUs ---------------------------------------------------------------------
+
+
+def allowed_cpus() -> list[int]:
+    """The CPUs this process may run on, in order.
+
+    Usage: ``producer_cpu, consumer_cpu = allowed_cpus()[:2]``
+    """
+    return sorted(os.sched_getaffinity(0))
+
+
+def cpu_for(worker: int) -> int:
+    """The CPU for the ``worker``-th worker: round robin over the allowed CPUs."""
+    cpus = allowed_cpus()
+    return cpus[worker % len(cpus)]
+
+
+def pin(cpu: int) -> None:
+    """Pin the calling thread (Linux: pid 0 is the calling thread) to one CPU.
+
+    Usage: ``pin(cpu_for(1))``
+    """
+    os.sched_setaffinity(0, {cpu})
+
+
+@contextmanager
+def pinned(cpu: int) -> Iterator[None]:
+    """Pin the calling thread to ``cpu`` for a block, then restore its CPU set.
+
+    Usage: ``with pinned(cpu_for(0)): rates = measure(...)``
+    """
+    before = os.sched_getaffinity(0)
+    pin(cpu)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
+
+
+def run_threads(works: Sequence[Callable[[], int]]) -> Span:
+    """Run each work in its own thread, pinned round robin, started together.
+
+    Every thread pins itself, then waits at a barrier, so thread start-up is
+    not timed; the span runs from the first start to the last end and
+    counts the handles each work returns (consumers return what arrived,
+    producers 0).
+
+    Usage: ``span = run_threads([produce, consume])``
+    """
+    barrier = threading.Barrier(len(works))
+    spans: list[Span | None] = [None] * len(works)
+    errors: list[BaseException] = []
+
+    def body(i: int, work: Callable[[], int]) -> None:
+        try:
+            pin(cpu_for(i))
+            barrier.wait()
+            spans[i] = timed(work)
+        except BaseException as exc:
+            errors.append(exc)
+            barrier.abort()
+
+    threads = [
+        threading.Thread(target=body, args=(i, w), name=f"bench-{i}", daemon=True)
+        for i, w in enumerate(works)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return Span.combine([s for s in spans if s is not None])
+
+
+# -- results ------------------------------------------------------------------
+
+
+def row_key(backend: str | None, mode: str | None, name: str, burst: int) -> str:
+    """The key of a row, by which comparisons find it.
+
+    Usage: ``row_key("hugepage", "SP/SC", "1 -> 1 processes", 32)``
+    """
+    return " ".join(p for p in (backend, mode, name, f"burst {burst}") if p)
+
+
+@dataclass(frozen=True)
+class Row:
+    """The rates of one benchmark: a pktflow ring configuration or a peer.
+
+    Usage: ``Row("1 thread", "pktflow", "numba", "SP/SC", 32, rates, 1 << 20)``
+    """
+
+    name: str  # what ran, e.g. "1 -> 1 processes"
+    group: str  # "pktflow", "jitted" (reference) or "peer"
+    backend: str | None  # the ring backend; for a peer, the queue it uses
+    mode: str | None  # "SP/SC" or "MP/MC"; None for peers
+    burst: int  # handles per call (per put for peers: 1 = items, 32 = lists of 32)
+    rates: list[float]  # handles/s of each timed run
+    handles: int  # handles moved per run
+    note: str = field(default="")
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.rates)
+
+    @property
+    def key(self) -> str:
+        """A stable identifier, e.g. ``hugepage SP/SC 1 -> 1 processes burst 32``."""
+        return row_key(self.backend, self.mode, self.name, self.burst)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The row for ``--json``: medians and extremes in handles/s."""
+        return {
+            "key": self.key,
+            "name": self.name,
+            "group": self.group,
+            "backend": self.backend,
+            "mode": self.mode,
+            "burst": self.burst,
+            "median": self.median,
+            "min": min(self.rates),
+            "max": max(self.rates),
+            "runs": len(self.rates),
+            "rates": self.rates,
+            "handles_per_run": self.handles,
+            "note": self.note,
+        }

@@ -1,0 +1,184 @@
+"""Ratios, targets, and the table or JSON every ``pktflow bench`` command prints.
+
+A command measures ``Row``s, names the comparisons that matter (a pktflow
+row against a peer's) and the targets the project set, and hands all of
+it to ``build_result``; ``render`` prints the result as rich tables or as
+JSON. Rows are found by ``Row.key``; a comparison whose rows were not
+measured (a backend missing, a burst not run) is kept with ratio None, so
+the JSON always says what was asked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+from rich.console import Console
+from rich.table import Table
+
+from ._measure import Row, allowed_cpus
+
+UNIT = "handles/s"
+
+
+class Comparison(NamedTuple):
+    """How many times faster the row ``row`` is than the row ``peer``; at least ``target``, if set.
+
+    Usage: ``Comparison("numba 1 thread vs deque", numba_key, deque_key, None)``
+    """
+
+    label: str
+    row: str
+    peer: str
+    target: float | None = None
+
+
+class Target(NamedTuple):
+    """A rate the row ``row`` must reach, in handles/s.
+
+    Usage: ``Target("numba single thread, burst 32", key, 30e6)``
+    """
+
+    label: str
+    row: str
+    minimum: float
+
+
+def _met(value: float | None, bound: float | None) -> bool | None:
+    return None if value is None or bound is None else value >= bound
+
+
+def build_result(
+    benchmark: str,
+    rows: Sequence[Row],
+    comparisons: Sequence[Comparison],
+    targets: Sequence[Target],
+    settings: dict[str, Any],
+    notes: Sequence[str],
+) -> dict[str, Any]:
+    """The machine-readable result of one command: rows, ratios, targets, notes.
+
+    Usage: ``result = build_result("ring", rows, comparisons, targets, settings, notes)``
+    """
+    medians = {row.key: row.median for row in rows}
+    ratios = []
+    for c in comparisons:
+        mine, theirs = medians.get(c.row), medians.get(c.peer)
+        ratio = mine / theirs if mine is not None and theirs else None
+        ratios.append(
+            {
+                "label": c.label,
+                "row": c.row,
+                "peer": c.peer,
+                "ratio": ratio,
+                "target": c.target,
+                "met": _met(ratio, c.target),
+            }
+        )
+    checked = []
+    for t in targets:
+        value = medians.get(t.row)
+        checked.append(
+            {
+                "label": t.label,
+                "row": t.row,
+                "value": value,
+                "minimum": t.minimum,
+                "met": _met(value, t.minimum),
+            }
+        )
+    return {
+        "benchmark": benchmark,
+        "unit": UNIT,
+        "machine": {
+            "cpus": allowed_cpus(),
+            "cpu_count": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
+        "settings": settings,
+        "rows": [row.as_dict() for row in rows],
+        "ratios": ratios,
+        "targets": checked,
+        "notes": list(notes),
+    }
+
+
+def _rate(value: float | None) -> str:
+    if value is None:
+        return "—"
+    if value >= 1e6:
+        return f"{value / 1e6:,.1f} M"
+    return f"{value / 1e3:,.1f} k"
+
+
+def _verdict(met: bool | None) -> str:
+    return {True: "[green]yes[/]", False: "[red]no[/]", None: "—"}[met]
+
+
+def render(
+    result: dict[str, Any], *, as_json: bool = False, console: Console | None = None
+) -> None:
+    """Print ``result``: JSON on stdout, or tables on ``console`` (default: stdout).
+
+    Usage: ``render(result, as_json=False)``
+    """
+    if as_json:
+        json.dump(result, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return
+    console = console or Console()
+    runs = sorted({row["runs"] for row in result["rows"]})
+    table = Table(
+        title=f"pktflow bench {result['benchmark']}: {UNIT}, median of "
+        f"{'/'.join(map(str, runs))} runs (min\N{EN DASH}max)",
+        title_justify="left",
+    )
+    for column, justify in [
+        ("benchmark", "left"),
+        ("backend", "left"),
+        ("mode", "left"),
+        ("burst", "right"),
+        ("median", "right"),
+        ("min\N{EN DASH}max", "right"),
+    ]:
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    previous_group = None
+    for row in result["rows"]:
+        if previous_group is not None and row["group"] != previous_group:
+            table.add_section()
+        previous_group = row["group"]
+        table.add_row(
+            row["name"],
+            row["backend"] or "",
+            row["mode"] or "",
+            str(row["burst"]),
+            _rate(row["median"]),
+            f"{_rate(row['min'])} \N{EN DASH} {_rate(row['max'])}",
+        )
+    console.print(table)
+    if result["ratios"]:
+        ratios = Table(title="ratios of medians", title_justify="left")
+        for column in ("comparison", "ratio", "target", "met"):
+            ratios.add_column(column, justify="left" if column == "comparison" else "right")
+        for r in result["ratios"]:
+            ratios.add_row(
+                r["label"],
+                "not measured" if r["ratio"] is None else f"{r['ratio']:.1f}x",
+                "" if r["target"] is None else f">= {r['target']:g}x",
+                "" if r["target"] is None else _verdict(r["met"]),
+            )
+        console.print(ratios)
+    if result["targets"]:
+        targets = Table(title="targets", title_justify="left")
+        for column in ("target", "median", "minimum", "met"):
+            targets.add_column(column, justify="left" if column == "target" else "right")
+        for t in result["targets"]:
+            targets.add_row(t["label"], _rate(t["value"]), _rate(t["minimum"]), _verdict(t["met"]))
+        console.print(targets)
+    for note in result["notes"]:
+        console.print(f"note: {note}", highlight=False)
