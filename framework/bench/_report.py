@@ -108,12 +108,12 @@ def build_result(
     }
 
 
-def _rate(value: float | None) -> str:
+def _mega(value: float | None) -> str:
+    """Millions, to three significant digits (or whole millions from 100 up)."""
     if value is None:
         return "—"
-    if value >= 1e6:
-        return f"{value / 1e6:,.1f} M"
-    return f"{value / 1e3:,.1f} k"
+    millions = value / 1e6
+    return f"{millions:,.0f}" if millions >= 100 else f"{millions:.3g}"
 
 
 def _verdict(met: bool | None) -> str:
@@ -134,13 +134,13 @@ def render(
     console = console or Console()
     runs = sorted({row["runs"] for row in result["rows"]})
     table = Table(
-        title=f"pktflow bench {result['benchmark']}: {UNIT}, median of "
+        title=f"pktflow bench {result['benchmark']}: millions of {UNIT}, median of "
         f"{'/'.join(map(str, runs))} runs (min\N{EN DASH}max)",
         title_justify="left",
     )
     for column, justify in [
         ("benchmark", "left"),
-        ("backend", "left"),
+        ("backend / peer", "left"),
         ("mode", "left"),
         ("burst", "right"),
         ("median", "right"),
@@ -157,8 +157,8 @@ def render(
             row["backend"] or "",
             row["mode"] or "",
             str(row["burst"]),
-            _rate(row["median"]),
-            f"{_rate(row['min'])} \N{EN DASH} {_rate(row['max'])}",
+            _mega(row["median"]),
+            f"{_mega(row['min'])}\N{EN DASH}{_mega(row['max'])}",
         )
     console.print(table)
     if result["ratios"]:
@@ -175,10 +175,10 @@ def render(
         console.print(ratios)
     if result["targets"]:
         targets = Table(title="targets", title_justify="left")
-        for column in ("target", "median", "minimum", "met"):
+        for column in ("target", "median M/s", "minimum M/s", "met"):
             targets.add_column(column, justify="left" if column == "target" else "right")
         for t in result["targets"]:
-            targets.add_row(t["label"], _rate(t["value"]), _rate(t["minimum"]), _verdict(t["met"]))
+            targets.add_row(t["label"], _mega(t["value"]), _mega(t["minimum"]), _verdict(t["met"]))
         console.print(targets)
     for note in result["notes"]:
         console.print(f"note: {note}", highlight=False)
