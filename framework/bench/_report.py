@@ -17,6 +17,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -137,6 +138,7 @@ def render(
         title=f"pktflow bench {result['benchmark']}: millions of {UNIT}, median of "
         f"{'/'.join(map(str, runs))} runs (min\N{EN DASH}max)",
         title_justify="left",
+        box=box.SIMPLE_HEAD,  # no vertical rules: the rows fit 80 columns
     )
     for column, justify in [
         ("benchmark", "left"),
@@ -162,7 +164,7 @@ def render(
         )
     console.print(table)
     if result["ratios"]:
-        ratios = Table(title="ratios of medians", title_justify="left")
+        ratios = Table(title="ratios of medians", title_justify="left", box=box.SIMPLE_HEAD)
         for column in ("comparison", "ratio", "target", "met"):
             ratios.add_column(column, justify="left" if column == "comparison" else "right")
         for r in result["ratios"]:
@@ -174,7 +176,7 @@ def render(
             )
         console.print(ratios)
     if result["targets"]:
-        targets = Table(title="targets", title_justify="left")
+        targets = Table(title="targets", title_justify="left", box=box.SIMPLE_HEAD)
         for column in ("target", "median M/s", "minimum M/s", "met"):
             targets.add_column(column, justify="left" if column == "target" else "right")
         for t in result["targets"]:
