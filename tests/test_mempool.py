@@ -959,7 +959,7 @@ def test_user_cache_sizes_are_checked(pools: Pools, backend: str) -> None:
 
 
 def test_lcore_threads_share_the_pool(pools: Pools, backend: str) -> None:
-    threads, bursts = 4, 1500
+    threads, bursts = 4, 4000
     mp = pools(512, elt_size=8, cache_size=32)
     owner = np.full(mp.n, -1, dtype=np.int16)  # which thread holds each handle
     start = threading.Barrier(threads)
