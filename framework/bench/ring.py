@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -43,6 +44,7 @@ from ._measure import (
     Case,
     Row,
     Span,
+    allowed_cpus,
     cpu_for,
     measure,
     pinned,
@@ -407,6 +409,8 @@ def run_ring_bench(
             notes.append(f"backend {name!r} skipped: {reason}")
     console = console or Console()
     started = time.perf_counter()
+    # Other work on this machine lowers and spreads every figure: say how busy it was.
+    load_before = os.getloadavg()[0]
     with nullcontext() if as_json else console.status("pktflow bench ring") as status:
 
         def progress(text: str) -> None:
@@ -415,6 +419,11 @@ def run_ring_bench(
 
         rows, more_notes = _measure_all(usable, settings, peers, progress)
     notes.extend(more_notes)
+    load_after = os.getloadavg()[0]
+    notes.append(
+        f"load average (1 min): {load_before:.2f} before, {load_after:.2f} after, "
+        f"on {len(allowed_cpus())} CPUs"
+    )
     notes.append(
         "for peers, burst is integers per put: 1 = items, 32 = lists of 32; "
         "queue.Queue, asyncio.Queue and multiprocessing.Queue are bounded like the ring"
@@ -434,6 +443,8 @@ def run_ring_bench(
             "backends": usable,
             "ring_size": RING_SIZE,
             "seconds": round(time.perf_counter() - started, 1),
+            "load_before": load_before,
+            "load_after": load_after,
         },
         notes,
     )
