@@ -66,8 +66,9 @@ class MempoolCache:
         pool.cache_flush(cache)
     """
 
-    def __init__(self, size: int, pool_n: int) -> None:
+    def __init__(self, size: int, pool_n: int, pool_name: str) -> None:
         check_cache_size(size, pool_n)
+        self.pool_name = pool_name  # a cache holds handles of one pool only
         self.row: U32Array = np.zeros(CACHE_WORDS, dtype=np.uint32)
         init_cache_row(self.row, size, pool_n)
 

@@ -23,7 +23,7 @@ import numpy.typing as npt
 from . import _registry
 from ._arrays import U32, checked_count, checked_handle, checked_out, ndarray
 from ._cache import MempoolCache, PyCache, check_cache_size, init_cache_row
-from ._errors import ClosedError, MempoolError, NotFoundError, PktflowValueError
+from ._errors import ClosedError, MempoolError, NotFoundError, PktflowTypeError, PktflowValueError
 from ._lcore import MAX_LCORE, thread_state
 from ._memory import CACHE_LINE, HugePages, Zone
 from ._names import LocalNames
@@ -103,7 +103,9 @@ class Mempool:
         n = _check_int(n, "n", 1, RING_SZ_MAX - 1)
         elt_size = _check_int(elt_size, "elt_size", 0, 1 << 32)
         private_data_size = _check_int(private_data_size, "private_data_size", 0, 1 << 16)
-        flags = _check_int(flags, "flags", 0, _KNOWN_FLAGS)
+        flags = _check_int(flags, "flags", 0, 0xFFFFFFFF)
+        if flags & ~_KNOWN_FLAGS:
+            raise PktflowValueError(f"unknown mempool flags {flags:#x}; known: NO_CACHE_ALIGN")
         check_cache_size(cache_size, n)
         chosen = _registry.get_backend(backend)
         meta = self._plan(n, elt_size, private_data_size, cache_size, flags, debug)
@@ -244,7 +246,16 @@ class Mempool:
     # -- the hot path: one call per burst -----------------------------------
 
     def _row(self, cache: MempoolCache | None) -> U32Array:
-        return self._rows[thread_state.cache_index] if cache is None else cache.row
+        return self._rows[thread_state.cache_index] if cache is None else self._user_row(cache)
+
+    def _user_row(self, cache: MempoolCache) -> U32Array:
+        if not isinstance(cache, MempoolCache):
+            raise PktflowTypeError(f"cache must be a MempoolCache, not {type(cache).__name__}")
+        if cache.pool_name != self.name:
+            raise MempoolError(
+                f"this cache belongs to mempool {cache.pool_name!r}, not {self.name!r}"
+            )
+        return cache.row
 
     def get_bulk(
         self, out: U32Array, n: int | None = None, *, cache: MempoolCache | None = None
@@ -264,7 +275,7 @@ class Mempool:
             and type(n) is int
         ):
             n = checked_out(out, n)
-        row = self._rows[thread_state.cache_index] if cache is None else cache.row
+        row = self._rows[thread_state.cache_index] if cache is None else self._user_row(cache)
         got: int = self._cache_get(row, out, n)
         if got < 0:
             checked_out(out, n)  # raises: n was outside 0..len(out)
@@ -282,7 +293,7 @@ class Mempool:
         """
         if not (type(objs) is ndarray and objs.dtype is U32 and objs.ndim == 1 and type(n) is int):
             n = checked_count(objs, n, "objs")
-        row = self._rows[thread_state.cache_index] if cache is None else cache.row
+        row = self._rows[thread_state.cache_index] if cache is None else self._user_row(cache)
         result = self._cache_put(row, objs, n)
         if result < 0:
             raise self._put_error(objs, n, result)
@@ -323,7 +334,7 @@ class Mempool:
 
         def get_bulk(cache: U32Array, out: U32Array, n: int) -> int:
             got = ops.get_bulk(cache, out, n)
-            if got:
+            if got > 0:
                 self._debug_take(out[:got])
             return got
 
@@ -396,7 +407,7 @@ class Mempool:
         Usage: ``cache = mp.cache_create(64)``
         """
         self._live()
-        return MempoolCache(size, self.n)
+        return MempoolCache(size, self.n, self.name)
 
     def cache_flush(self, cache: MempoolCache | None = None) -> None:
         """Return a cache's objects to the free list (default: the calling lcore's).
@@ -404,7 +415,11 @@ class Mempool:
         Usage: ``mp.cache_flush()``
         """
         self._live()
-        self._cache_flush(self._row(cache))
+        if self._cache_flush(self._row(cache)) < 0:
+            raise MempoolError(
+                f"mempool {self.name!r} overflowed on a cache flush: more handles were put "
+                "than it holds (a double put? create it with debug=True to find it)"
+            )
 
     # -- objects --------------------------------------------------------------
 

@@ -13,6 +13,7 @@ import os
 import threading
 from collections.abc import Iterator
 
+import numpy as np
 import pytest
 from _mempool_workers import claim_lcore_and_die, hold_lcore, spawn_child
 
@@ -197,7 +198,7 @@ def test_dead_process_id_is_reclaimed() -> None:
     assert _slot_owner(HIGH + 5) == os.getpid()
 
 
-@pytest.mark.parametrize("bad", [-1, pktflow.MAX_LCORE, 1000, 2**32, 1.5, "1"])
+@pytest.mark.parametrize("bad", [-1, pktflow.MAX_LCORE, 1000, 2**32])
 def test_out_of_range(bad: object) -> None:
     with pytest.raises(pktflow.PktflowValueError) as info:
         pktflow.register_lcore(bad)  # type: ignore[arg-type]
@@ -210,13 +211,24 @@ def test_out_of_range(bad: object) -> None:
     assert pktflow.lcore_id() == mine
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="register_lcore accepts a bool as an id (isinstance(True, int)): True becomes lcore 1",
-)
+@pytest.mark.parametrize("bad", [1.5, "1"])
+def test_not_an_int(bad: object) -> None:
+    with pytest.raises(pktflow.PktflowTypeError) as info:
+        pktflow.register_lcore(bad)  # type: ignore[arg-type]
+    assert isinstance(info.value, TypeError)
+    assert pktflow.lcore_id() == pktflow.LCORE_ID_ANY
+
+
+def test_numpy_int_is_an_id() -> None:
+    assert pktflow.register_lcore(np.int64(HIGH + 7)) == HIGH + 7
+    assert type(pktflow.lcore_id()) is int
+    pktflow.unregister_lcore()
+
+
 def test_bool_is_not_an_id() -> None:
-    with pytest.raises(pktflow.PktflowValueError):
+    with pytest.raises(pktflow.PktflowTypeError):
         pktflow.register_lcore(True)
+    assert pktflow.lcore_id() == pktflow.LCORE_ID_ANY
 
 
 def test_register_again_from_the_same_thread(holders: list[Holder]) -> None:

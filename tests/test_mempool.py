@@ -590,11 +590,6 @@ def test_bad_sizes(
         assert mp.full()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Mempool checks flags as a range (0..MEMPOOL_F_NO_CACHE_ALIGN), not as bits: "
-    "the unknown flag 0x1 is accepted",
-)
 def test_unknown_flag_bits_are_rejected(pools: Pools) -> None:
     with pytest.raises(pktflow.PktflowValueError):
         pools(16, flags=0x1)
@@ -733,11 +728,6 @@ def test_debug_detects_double_puts(
     assert mp.full()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="debug get_bulk marks out[:ERR_COUNT] taken when n is outside 0..len(out): "
-    "the wrapper treats the negative error code as a count",
-)
 def test_debug_get_with_a_bad_count_changes_nothing(pools: Pools, backend: str) -> None:
     mp = pools(16, debug=True)
     out = np.zeros(32, dtype=np.uint32)  # longer than 22: out[:-22] is not empty
