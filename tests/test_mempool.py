@@ -753,6 +753,30 @@ def test_overflow_without_debug_is_an_error(pools: Pools, backend: str) -> None:
     mp.put_bulk(everything)
 
 
+def test_overflow_on_a_cache_flush_is_an_error(pools: Pools, backend: str, lcore: int) -> None:
+    # The double put lands in the cache unnoticed (no debug); the flush that
+    # finds the ring full reports it instead of counting objects twice.
+    mp = pools(64, elt_size=8, cache_size=8)
+    handle = mp.get()
+    assert handle is not None
+    mp.put(handle)
+    mp.put(handle)
+    with pytest.raises(pktflow.MempoolError, match="double put"):
+        mp.cache_flush()
+
+
+def test_a_user_cache_serves_only_its_pool(pools: Pools, backend: str) -> None:
+    a, b = pools(64, elt_size=8), pools(16, elt_size=8)
+    cache = a.cache_create(8)
+    with pytest.raises(pktflow.MempoolError):
+        b.put_bulk(np.array([100], dtype=np.uint32), cache=cache)
+    with pytest.raises(pktflow.MempoolError):
+        b.get_bulk(np.empty(4, dtype=np.uint32), cache=cache)
+    with pytest.raises(TypeError):
+        b.get_bulk(np.empty(4, dtype=np.uint32), cache="not a cache")  # type: ignore[arg-type]
+    assert b.full() and a.full() and len(cache) == 0
+
+
 def test_use_after_close(pools: Pools, backend: str) -> None:
     mp = pools(16, cache_size=4)
     name = mp.name
