@@ -39,7 +39,7 @@ class BenchError(RuntimeError):
 class Job(NamedTuple):
     """One worker's part of a process benchmark.
 
-    Usage: ``Job(cpu=1, target=consume_ring, args=(name, 32, handles))``
+    Usage: ``Job(cpu=1, target=ring_consumer, args=(ring.name, 32, handles))``
     """
 
     cpu: int
