@@ -64,6 +64,7 @@ def require_backend(name: str) -> None:
 
 @pytest.fixture(params=list(KINDS))
 def kind(request: pytest.FixtureRequest) -> Kind:
+    """The backend and debug flag of the pools a test makes (override with indirect=True)."""
     chosen = KINDS[request.param]
     require_backend(chosen.backend)
     return chosen
@@ -71,7 +72,8 @@ def kind(request: pytest.FixtureRequest) -> Kind:
 
 def zone_files(token: str) -> list[Path]:
     """Every shared-memory file whose name holds ``token`` (pools and their rings)."""
-    dirs = [Path("/dev/shm"), *(Path(m) for m in {pktflow.hugepage_info().mount} if m)]
+    mount = pktflow.hugepage_info().mount
+    dirs = [Path("/dev/shm"), *([Path(mount)] if mount else [])]
     return [p for d in dirs if d.is_dir() for p in d.glob(f"pktflow.*{token}*")]
 
 
@@ -111,9 +113,18 @@ class Pools:
         return ring
 
     def close(self) -> None:
-        for obj in reversed(self.made):
-            obj.close()
-        assert zone_files(self.token) == [], "closed pools left their files behind"
+        failures = []
+        for obj in reversed(self.made):  # every one, even after a failure
+            try:
+                obj.close()
+            except Exception as exc:
+                failures.append(exc)
+        left = zone_files(self.token)
+        for path in left:  # never leave them on the machine, even when failing
+            path.unlink(missing_ok=True)
+        assert left == [], "closed pools left their files behind"
+        if failures:
+            raise failures[0]
 
 
 @pytest.fixture
@@ -1344,6 +1355,9 @@ def test_spawned_child_fills_mbufs_by_name(make_pool: Pools) -> None:
     )
     child.start()
     child.join(120)
+    if child.is_alive():
+        child.kill()
+        child.join()
     assert child.exitcode == 0, "the child failed; its traceback is in the captured stderr"
 
     assert pool.avail_count() == 64 - shared_count - 2 * count
@@ -1478,6 +1492,7 @@ def test_refcnt_frees_from_threads(make_pool: Pools) -> None:
                 m.refcnt_update(ref)
                 for _ in range(ref):
                     while not ring.enqueue(m.handle):
+                        assert not errors, errors  # a dead worker would never drain it
                         time.sleep(0)
                 m.free()
             deadline = time.monotonic() + 30
