@@ -198,6 +198,54 @@ def run_threads(works: Sequence[Callable[[], int]]) -> Span:
     return Span.combine([s for s in spans if s is not None])
 
 
+# -- what else ran ------------------------------------------------------------
+
+_PROC_STAT = "/proc/stat"
+_TICKS_PER_S = os.sysconf("SC_CLK_TCK")
+
+
+def _machine_busy_s() -> float | None:
+    """CPU-seconds the whole machine has spent busy (steal included), from /proc/stat."""
+    try:
+        with open(_PROC_STAT) as f:
+            fields = f.readline().split()
+    except OSError:
+        return None
+    # cpu user nice system idle iowait irq softirq steal ...: all but idle and iowait.
+    ticks = [int(x) for x in fields[1:9]]
+    return (sum(ticks) - ticks[3] - ticks[4]) / _TICKS_PER_S
+
+
+def _own_cpu_s() -> float:
+    t = os.times()  # children count once they are joined, as the team's workers are
+    return t.user + t.system + t.children_user + t.children_system
+
+
+@contextmanager
+def cpu_audit() -> Iterator[dict[str, float]]:
+    """Measure how much CPU other work took while the block ran.
+
+    Fills the yielded dict on exit with ``others_cpu_s`` (busy CPU-seconds
+    of the machine not spent by this process or its joined children) and
+    ``others_share`` (that, as a fraction of all CPUs over the block); empty
+    where /proc/stat is missing. On a shared 2-CPU machine this says
+    whether a run's figures can be trusted.
+
+    Usage: ``with cpu_audit() as audit: ...; audit.get("others_share")``
+    """
+    audit: dict[str, float] = {}
+    busy, own, start = _machine_busy_s(), _own_cpu_s(), perf_counter()
+    try:
+        yield audit
+    finally:
+        busy_after = _machine_busy_s()
+        if busy is not None and busy_after is not None:
+            wall = perf_counter() - start
+            others = max(0.0, busy_after - busy - (_own_cpu_s() - own))
+            audit["others_cpu_s"] = others
+            audit["others_share"] = others / (wall * len(allowed_cpus()))
+
+
 # -- results ------------------------------------------------------------------
 
 

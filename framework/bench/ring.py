@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
-import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -45,6 +44,7 @@ from ._measure import (
     Row,
     Span,
     allowed_cpus,
+    cpu_audit,
     cpu_for,
     measure,
     pinned,
@@ -409,9 +409,9 @@ def run_ring_bench(
             notes.append(f"backend {name!r} skipped: {reason}")
     console = console or Console()
     started = time.perf_counter()
-    # Other work on this machine lowers and spreads every figure: say how busy it was.
-    load_before = os.getloadavg()[0]
-    with nullcontext() if as_json else console.status("pktflow bench ring") as status:
+    status_display = nullcontext() if as_json else console.status("pktflow bench ring")
+    # Other work on this machine lowers and spreads every figure: say how much ran.
+    with cpu_audit() as audit, status_display as status:
 
         def progress(text: str) -> None:
             if status is not None:
@@ -419,11 +419,11 @@ def run_ring_bench(
 
         rows, more_notes = _measure_all(usable, settings, peers, progress)
     notes.extend(more_notes)
-    load_after = os.getloadavg()[0]
-    notes.append(
-        f"load average (1 min): {load_before:.2f} before, {load_after:.2f} after, "
-        f"on {len(allowed_cpus())} CPUs"
-    )
+    share = audit.get("others_share")
+    if share is not None:
+        warning = ": figures are low and spread; rerun on a quiet machine" if share > 0.05 else ""
+        cpus = len(allowed_cpus())
+        notes.append(f"other work used {share:.0%} of the {cpus} CPUs during the run{warning}")
     notes.append(
         "for peers, burst is integers per put: 1 = items, 32 = lists of 32; "
         "queue.Queue, asyncio.Queue and multiprocessing.Queue are bounded like the ring"
@@ -443,8 +443,7 @@ def run_ring_bench(
             "backends": usable,
             "ring_size": RING_SIZE,
             "seconds": round(time.perf_counter() - started, 1),
-            "load_before": load_before,
-            "load_after": load_after,
+            **audit,
         },
         notes,
     )
