@@ -27,7 +27,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ._arrays import U32, checked_count, checked_handle, checked_out, ndarray
-from ._errors import MbufError, MempoolError, PktflowTypeError, PktflowValueError
+from ._errors import ClosedError, MbufError, MempoolError, PktflowTypeError, PktflowValueError
 from ._lcore import thread_state
 from ._memory import HugePages
 from ._mempool import M_SUBCLASS, Mempool
@@ -257,6 +257,11 @@ class PktmbufPool(Mempool):
         if done < 0:
             raise self._free_error(handles, n, done)
 
+    def close(self) -> None:
+        if not self.closed:
+            self._alloc_bulk = self._free_bulk = self._refcnt_add = _closed_pool
+        super().close()
+
     def _free_error(self, handles: U32Array, n: int, code: int) -> Exception:
         if code == ERR_COUNT:
             return PktflowValueError(f"n={n} is outside 0..{len(handles)}")
@@ -295,6 +300,10 @@ class PktmbufPool(Mempool):
         return self._objects[handle]  # type: ignore[no-any-return]
 
 
+def _closed_pool(*args: object) -> Any:
+    raise ClosedError("the mbuf pool is closed")
+
+
 def _pool_by_id(pool_id: int) -> PktmbufPool:
     with _pools_lock:
         pool = _pools_by_id.get(pool_id)
@@ -304,6 +313,21 @@ def _pool_by_id(pool_id: int) -> PktmbufPool:
             "attached: look it up with pktflow.Mempool.lookup(name) first"
         )
     return pool
+
+
+def _chain(words: U32Array, head: int) -> list[int] | None:
+    """The segments from ``head``, or None unless they end after its nb_segs.
+
+    Catches cycles, and a shared middle segment freed on its own (its next
+    segments belong to the chain it was taken from).
+    """
+    segments, m = [], head
+    for _ in range(_hi(int(words[head, H_DATA]))):
+        if m == NO_NEXT:
+            return None
+        segments.append(m)
+        m = int(words[m, H_NEXT])
+    return segments if m == NO_NEXT else None
 
 
 def _reset_headers(
@@ -387,15 +411,13 @@ class PyMbufOps:
         words[handle, H_DATA] = _lo(int(words[handle, H_DATA])) | (1 << 16)
 
     def free_chain(self, cache: U32Array, head: int) -> int:
-        """Free one chain; 0, or an ERR_* code."""
+        """Free one chain; 0, or an ERR_* code (ERR_CORRUPT before freeing any of it)."""
         pool, words = self._pool, self._words
+        segments = _chain(words, head)
+        if segments is None:
+            return ERR_CORRUPT
         freed: list[int] = []
-        m, steps = head, 0
-        while m != NO_NEXT:
-            steps += 1
-            if steps > pool.n:
-                return ERR_CORRUPT
-            following = int(words[m, H_NEXT])
+        for m in segments:
             if self._release(m):
                 if int(words[m, H_OL_FLAGS + 1]) & (MBUF_F_INDIRECT >> 32):
                     owner = _pool_by_id(int(words[m, H_DIRECT_POOL]))
@@ -407,7 +429,6 @@ class PyMbufOps:
                     owner._reference.release_direct(direct)
                 self._recycle(m)
                 freed.append(m)
-            m = following
         if freed:
             batch = np.array(freed, dtype=np.uint32)
             result: int = pool._cache_put(cache, batch, len(batch))
@@ -512,13 +533,13 @@ class Mbuf:
         self.pool._header_words[self.handle, word] = value
 
     def _segments(self) -> list[Mbuf]:
-        segments, m = [], self.handle
-        while m != NO_NEXT:
-            segments.append(Mbuf(self.pool, m))
-            if len(segments) > self.pool.n:
-                raise MbufError(f"the chain of mbuf {self.handle} has a cycle")
-            m = int(self.pool._header_words[m, H_NEXT])
-        return segments
+        handles = _chain(self.pool._header_words, self.handle)
+        if handles is None:
+            raise MbufError(
+                f"the chain of mbuf {self.handle} does not end after its {self.nb_segs} "
+                "segments: a cycle, or a middle segment of another chain"
+            )
+        return [Mbuf(self.pool, h) for h in handles]
 
     @property
     def next(self) -> Mbuf | None:
@@ -642,7 +663,7 @@ class Mbuf:
         """
         if not isinstance(tail, Mbuf):
             raise PktflowTypeError(f"tail must be an Mbuf, not {type(tail).__name__}")
-        if tail.pool is not self.pool:
+        if tail.pool.pool_id != self.pool.pool_id:
             raise MbufError("chained segments must come from the same pool")
         mine = self._segments()
         theirs = tail._segments()
@@ -678,7 +699,10 @@ class Mbuf:
             length = segment.data_len
             buffer[end : end + length] = np.frombuffer(segment.data, dtype=np.uint8)
             end += length
-        following = np.array([segments[1].handle], dtype=np.uint32)
+        # The rest goes back as one chain headed by the second segment.
+        second = segments[1]
+        second._set(H_DATA, second.data_len | ((len(segments) - 1) << 16))
+        following = np.array([second.handle], dtype=np.uint32)
         self._set(H_NEXT, NO_NEXT)
         self._set(H_DATA, (self.data_len + rest) | (1 << 16))
         self.pool.free_bulk(following, 1)
@@ -687,14 +711,21 @@ class Mbuf:
     # -- sharing -----------------------------------------------------------
 
     def refcnt_update(self, delta: int) -> int:
-        """Add ``delta`` to the refcnt atomically; returns the new value.
+        """Add ``delta`` to the refcnt of every segment, atomically; the head's new value.
+
+        As rte_pktmbuf_refcnt_update: ``free()`` releases a whole chain, so
+        an extra owner must hold every segment.
 
         Usage: ``m.refcnt_update(1)  # one more owner``
         """
-        value = self.refcnt + delta
-        if not 1 <= value <= 0xFFFF:
-            raise MbufError(f"refcnt {self.refcnt} + {delta} leaves 1..65535")
-        return self.pool._refcnt_add(self.handle, delta)  # type: ignore[no-any-return]
+        segments = self._segments()
+        for segment in segments:
+            if not 1 <= segment.refcnt + delta <= 0xFFFF:
+                raise MbufError(
+                    f"refcnt {segment.refcnt} + {delta} of segment {segment.handle} leaves 1..65535"
+                )
+        values = [self.pool._refcnt_add(s.handle, delta) for s in segments]
+        return values[0]
 
     def clone(self, pool: PktmbufPool | None = None) -> Mbuf | None:
         """An indirect copy sharing this chain's data (rte_pktmbuf_clone); None if no mbufs.
@@ -752,10 +783,14 @@ class Mbuf:
             raise MbufError(f"mbuf {self.handle}: pkt_len {self.pkt_len} != data {total}")
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Mbuf) and other.pool is self.pool and other.handle == self.handle
+        return (
+            isinstance(other, Mbuf)
+            and other.pool.pool_id == self.pool.pool_id
+            and other.handle == self.handle
+        )
 
     def __hash__(self) -> int:
-        return hash((id(self.pool), self.handle))
+        return hash((self.pool.pool_id, self.handle))
 
     def __repr__(self) -> str:
         kind = "indirect " if self.is_indirect else ""

@@ -116,16 +116,31 @@ def _push(ring, cache, scratch, k, h):
     return k
 
 
+_CHAIN_LOCAL = 0
+_CHAIN_FOREIGN = 1
+
+
 @njit(inline="always")
-def _has_foreign_segment(words, h, pool_id, limit):
-    """Whether the chain from ``h`` holds an indirect segment of another pool."""
-    steps = 0
-    while h != NO_NEXT and steps <= limit:
+def _survey_chain(words, head, pool_id):
+    """Check a chain before freeing any of it.
+
+    ERR_CORRUPT when it does not end after the head's nb_segs segments (a
+    cycle, or a shared middle segment freed on its own, whose next segments
+    are not its to free); _CHAIN_FOREIGN when a segment is attached to
+    another pool's buffer (the caller frees that chain); else _CHAIN_LOCAL.
+    """
+    segments = np.int64(words[head, H_DATA] >> 16)
+    foreign = False
+    h = head
+    for _ in range(segments):
+        if h == NO_NEXT:
+            return ERR_CORRUPT
         if _is_indirect(words, h) and words[h, H_DIRECT_POOL] != pool_id:
-            return True
+            foreign = True
         h = np.int64(words[h, H_NEXT])
-        steps += 1
-    return False
+    if h != NO_NEXT:
+        return ERR_CORRUPT
+    return _CHAIN_FOREIGN if foreign else _CHAIN_LOCAL
 
 
 @njit(_SIG_BULK, **_JIT)
@@ -143,15 +158,12 @@ def mbuf_free_bulk(ring, words, cache, handles, n):
     k = 0
     for i in range(n):
         m = np.int64(handles[i])
-        if _has_foreign_segment(words, m, pool_id, pool_n):
+        survey = _survey_chain(words, m, pool_id)
+        if survey != _CHAIN_LOCAL:
             if k and mempool_put_bulk(ring, cache, scratch, k) < 0:
                 return ERR_OVERFLOW
-            return i
-        steps = 0
+            return i if survey == _CHAIN_FOREIGN else survey
         while m != NO_NEXT:
-            steps += 1
-            if steps > pool_n:
-                return ERR_CORRUPT
             following = np.int64(words[m, H_NEXT])
             if _release(flat, m):
                 if _is_indirect(words, m):
