@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import mmap
 import multiprocessing
 import os
@@ -315,6 +316,22 @@ def test_attacher_close_with_live_views(make_zone: MakeZone) -> None:
     other.close()
     view[0] = 99
     assert zone.array(np.uint64, 1)[0] == 99
+
+
+def test_zone_dropped_without_close_is_unlinked(make_zone: MakeZone) -> None:
+    zone = Zone.create(unique_name("drop"), 4096, shared=True, hugepages="never")
+    path = Path(str(zone.path))
+    assert path.exists()
+    del zone
+    gc.collect()
+    assert not path.exists(), "a garbage-collected zone left its file behind"
+
+
+def test_zone_of_a_process_that_exits_normally_is_unlinked() -> None:
+    name = unique_name("exit")
+    assert spawn(_workers.zone_create_and_return, name) == 0
+    assert name not in {z.name for z in pktflow.list_zones()}
+    assert not (SHM / f"pktflow.{name}").exists()
 
 
 def test_zone_left_by_a_dead_creator_is_listed_and_cleaned() -> None:

@@ -62,3 +62,59 @@ def test_oracle_comparison_detects_a_difference() -> None:
 
     with pytest.raises(AssertionError, match="oracle"):
         assert_same_behaviour(Lossy(15), pktflow.testing.RingModel(15), seed=1, steps=500)
+
+
+# -- the suite's own checks can fail ------------------------------------------------------
+
+
+def test_exactly_once_check_catches_loss_repeats_and_reordering() -> None:
+    from pktflow.testing.ring_conformance import _exactly_once
+
+    bounds = [0, 4, 8]  # producer 0 sent 0..3, producer 1 sent 4..7
+    good = [np.array([0, 4, 1, 5], np.uint32), np.array([2, 6, 3, 7], np.uint32)]
+    _exactly_once(good, 8, bounds)
+    lost = [good[0], np.array([2, 6, 3], np.uint32)]
+    repeated = [good[0], np.array([2, 6, 3, 7, 5], np.uint32)]
+    swapped = [np.array([0, 4, 1, 5], np.uint32), np.array([3, 6, 2, 7], np.uint32)]
+    stranger = [good[0], np.array([2, 6, 3, 9], np.uint32)]
+    for streams, message in (
+        (lost, "7 handles arrived"),
+        (repeated, "9 handles arrived"),
+        (swapped, "out of FIFO order"),
+        (stranger, "nobody sent"),
+    ):
+        with pytest.raises(AssertionError, match=message):
+            _exactly_once(streams, 8, bounds)
+    # Same total, one handle twice and one missing.
+    with pytest.raises(AssertionError, match="1 handles lost"):
+        _exactly_once([good[0], np.array([2, 6, 2, 7], np.uint32)], 8, bounds)
+
+
+# -- pktflow's jitted kernels: a bad count from jitted code is an error code ------------
+
+
+@pytest.mark.parametrize("backend", ["numba", "hugepage"])
+def test_jitted_batch_calls_reject_bad_counts_without_touching_memory(backend: str) -> None:
+    reason = pktflow.backend_unavailable_reason(backend)
+    if reason is not None:
+        pytest.skip(f"backend {backend!r} is unavailable here: {reason}")
+    from pktflow.abc import ERR_COUNT
+
+    with pktflow.Ring(unique_name(backend), 16, backend=backend) as ring:
+        ops, state = ring.jit_ops, ring.state
+        assert ops is not None and state is not None
+        assert ring.enqueue_bulk(np.array([1, 2, 3], np.uint32)) == 3
+        before = state.copy()
+        objs = np.arange(4, dtype=np.uint32)
+        out = np.full(4, 0xA5A5A5A5, dtype=np.uint32)
+        for call, array in (
+            (ops.enqueue_bulk, objs),
+            (ops.enqueue_burst, objs),
+            (ops.dequeue_bulk, out),
+            (ops.dequeue_burst, out),
+        ):
+            assert call(state, array, 5) == ERR_COUNT  # past the end of the array
+            assert call(state, array, -1) == ERR_COUNT
+        assert np.array_equal(state, before), "a rejected call changed the ring"
+        assert np.all(out == 0xA5A5A5A5)
+        assert ring.count() == 3

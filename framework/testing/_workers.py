@@ -194,6 +194,19 @@ def zone_echo(name: str, count: int) -> None:
         zone.close()
 
 
+def zone_create_and_return(name: str) -> None:
+    """Create and publish a shared zone, then return without closing it.
+
+    Usage: ``ctx.Process(target=zone_create_and_return, args=("z0",))``
+    """
+    zone = pktflow.Zone.create(name, 4096, shared=True, hugepages="never")
+    zone.publish()
+    _keep.append(zone)  # alive until the interpreter exits normally
+
+
+_keep: list[pktflow.Zone] = []
+
+
 def zone_abandon(names: list[str], hugepages: list[str]) -> None:
     """Create and publish shared zones, then exit without any cleanup (as a crash would).
 

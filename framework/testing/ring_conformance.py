@@ -263,7 +263,7 @@ def _run_threads(
     *,
     max_burst: int,
     seed: int,
-    timeout_s: float = 120.0,
+    timeout_s: float = 60.0,
 ) -> None:
     """Move ``0 .. total - 1`` through ``ring`` with threads; check exactly once, in order."""
     bounds = np.linspace(0, total, producers + 1).astype(int).tolist()
