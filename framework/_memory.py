@@ -167,7 +167,7 @@ def _round_up(value: int, unit: int) -> int:
 
 
 def _check_name(name: str) -> str:
-    if not isinstance(name, str) or not _NAME_RE.match(name):
+    if not is_zone_name(name):
         raise PktflowValueError(
             f"zone name {name!r} must be 1-200 characters of letters, digits, '_', '.', '-'"
         )
@@ -187,6 +187,19 @@ def process_start_time(pid: int) -> int | None:
 
 def _alive(pid: int, start_time: int) -> bool:
     return process_start_time(pid) == start_time
+
+
+def zone_exists(name: str) -> bool:
+    """Whether a shared zone file of that name exists (a valid name, on any mount).
+
+    Usage: ``if zone_exists("rx0"): ...``
+    """
+    return is_zone_name(name) and any(path.exists() for path in _candidate_paths(name))
+
+
+def is_zone_name(name: object) -> bool:
+    """Whether ``name`` may name a shared zone."""
+    return isinstance(name, str) and _NAME_RE.fullmatch(name) is not None
 
 
 def _candidate_paths(name: str) -> list[Path]:

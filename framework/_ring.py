@@ -64,13 +64,14 @@ class Ring:
                 f"unknown ring flags {flags!r}; use RING_F_SP_ENQ | RING_F_SC_DEQ | RING_F_EXACT_SZ"
             )
         size, capacity = ring_size(count, flags)
-        chosen = _registry.get_backend(backend)
+        backend_name = backend if backend is not None else _registry.default_backend_name()
+        chosen = _registry.get_backend(backend_name)
         _local.register(
             name,
             self,
             lambda: self._bind(
                 chosen.create_ring(name, size, capacity, flags),
-                chosen.name,
+                backend_name,
                 creator=True,
                 owns_impl=True,
             ),

@@ -12,8 +12,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from pktflow._errors import PktflowValueError
-from pktflow._memory import Zone, hugepage_info
+from pktflow._errors import NotFoundError, PktflowValueError
+from pktflow._memory import Zone, hugepage_info, is_zone_name, zone_exists
 from pktflow.abc import Backend, Ring
 from pktflow.backends._numba._ring import JitRing, numba_missing, state_words
 
@@ -43,6 +43,8 @@ class HugepageBackend(Backend):
         return ring
 
     def lookup_ring(self, name: str) -> Ring:
+        if not is_zone_name(name):
+            raise NotFoundError(f"no shared ring named {name!r} (not a valid shared name)")
         zone = Zone.attach(name, kind=ZONE_KIND)
         state = zone.array(np.uint32, zone.size // 4)
         problem = JitRing.check_header(state, f"zone {name!r}")
@@ -50,6 +52,9 @@ class HugepageBackend(Backend):
             zone.close()
             raise PktflowValueError(problem)
         return JitRing(name, state, zone)
+
+    def exists(self, name: str) -> bool:
+        return zone_exists(name)
 
     def describe(self) -> dict[str, Any]:
         info = hugepage_info()

@@ -92,7 +92,9 @@ class PureRing(Ring):
             self._prod = self._cons = counter_start & _U32_MASK
 
     def close(self, unlink: bool) -> None:
-        self._slots = []
+        # Nothing to release: the slots go with the last facade using them
+        # (an in-process lookup keeps working, as an attached shared ring does).
+        pass
 
 
 class PureBackend(Backend):
