@@ -370,7 +370,9 @@ def test_zone_left_by_a_dead_creator_is_listed_and_cleaned() -> None:
 # -- argument checks ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["", "a/b", "../etc", "a b", "x" * 201, "é", 5, None], ids=repr)
+@pytest.mark.parametrize(
+    "name", ["", "a/b", "../etc", "a b", "x" * 201, "é", "zone\n", 5, None], ids=repr
+)
 def test_zone_names_are_validated(name: Any) -> None:
     with pytest.raises(pktflow.PktflowValueError, match="zone name"):
         Zone.create(name, 4096, shared=True, hugepages="never")

@@ -258,3 +258,25 @@ def test_ring_missing_abstract_methods_fails_at_construction() -> None:
 def test_non_shared_backend_has_no_lookup() -> None:
     with pytest.raises(pktflow.NotFoundError, match="no shared rings"):
         pktflow.get_backend("pure").lookup_ring(unique_name("r"))
+
+
+def test_a_ring_reports_the_name_it_was_made_with(registry: None) -> None:
+    pktflow.register_backend("pure-alias", "pktflow.backends._pure:PureBackend")
+    with pktflow.Ring(unique_name(), 8, backend="pure-alias") as ring:
+        assert ring.backend == "pure-alias"
+
+
+def test_the_shared_backend_knows_its_names() -> None:
+    backend = pktflow.get_backend("hugepage")
+    name = unique_name()
+    assert not backend.exists(name)
+    with pktflow.Ring(name, 8, backend="hugepage"):
+        assert backend.exists(name)
+    assert not backend.exists(name)
+    assert not backend.exists("no such\nname")
+
+
+def test_lookup_of_a_name_no_zone_can_have_is_not_found() -> None:
+    # Valid for private rings, impossible as a shared file name.
+    with pytest.raises(pktflow.NotFoundError):
+        pktflow.Ring.lookup("missing ring")
