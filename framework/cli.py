@@ -10,6 +10,7 @@ Usage::
     pktflow info --json
     pktflow cleanup --dry-run
     pktflow bench ring --quick
+    pktflow bench mempool --quick
 """
 
 from __future__ import annotations
@@ -256,6 +257,49 @@ def ring(
     from .bench.ring import run_ring_bench
 
     run_ring_bench(
+        quick=quick,
+        as_json=as_json,
+        backends=list(backends) or None,
+        bursts=list(bursts) or None,
+        repeats=repeats,
+    )
+
+
+@bench.command()
+@click.option("--quick", is_flag=True, help="Fewer sizes and shorter runs (a smoke test).")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@click.option(
+    "--backend",
+    "backends",
+    multiple=True,
+    metavar="NAME",
+    help="Mempool backend to measure (repeatable; default: every available one).",
+)
+@click.option(
+    "--burst",
+    "bursts",
+    multiple=True,
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Objects per call (repeatable; 1 is get()/put()).",
+)
+@click.option("--repeats", type=click.IntRange(min=1), metavar="N", help="Runs per measurement.")
+def mempool(
+    quick: bool,
+    as_json: bool,
+    backends: tuple[str, ...],
+    bursts: tuple[int, ...],
+    repeats: int | None,
+) -> None:
+    """Mempool and mbuf objects per second per backend and burst size, next to the peers.
+
+    \f
+    Usage: ``pktflow bench mempool --backend numba --burst 32``
+    """
+    # Imported here: the benchmark pulls in numba only when run.
+    from .bench.mempool import run_mempool_bench
+
+    run_mempool_bench(
         quick=quick,
         as_json=as_json,
         backends=list(backends) or None,

@@ -195,6 +195,34 @@ def test_bench_ring_rejects_a_burst_of_zero(fake_ring_bench: list[dict[str, Any]
     assert fake_ring_bench == []
 
 
+@pytest.fixture
+def fake_mempool_bench(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """Stand in for pktflow.bench.mempool and record each call's arguments."""
+    calls: list[dict[str, Any]] = []
+    module = types.ModuleType("pktflow.bench.mempool")
+    module.run_mempool_bench = lambda **kwargs: calls.append(kwargs)  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "pktflow.bench.mempool", module)
+    return calls
+
+
+def test_bench_mempool_passes_every_option(fake_mempool_bench: list[dict[str, Any]]) -> None:
+    assert invoke("bench", "mempool").exit_code == 0
+    args = ["--quick", "--json", "--backend", "numba", "--backend", "pure"]
+    args += ["--burst", "1", "--burst", "32", "--repeats", "3"]
+    result = invoke("bench", "mempool", *args)
+    assert result.exit_code == 0, result.output
+    assert fake_mempool_bench == [
+        {"quick": False, "as_json": False, "backends": None, "bursts": None, "repeats": None},
+        {
+            "quick": True,
+            "as_json": True,
+            "backends": ["numba", "pure"],
+            "bursts": [1, 32],
+            "repeats": 3,
+        },
+    ]
+
+
 def test_bench_is_a_group() -> None:
     result = invoke("bench", "--help")
     assert result.exit_code == 0
