@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from ._errors import PktflowTypeError, PktflowValueError
+from .abc import U32Array
 
 U32 = _U32 = np.dtype(np.uint32)
 # Hot paths test ``type(a) is ndarray and a.dtype is U32 and a.ndim == 1 and
@@ -76,3 +77,10 @@ def checked_handle(handle: Any, limit: int, error: type[Exception] = PktflowValu
     if not 0 <= handle < limit:
         raise error(f"handle {handle} is outside 0..{limit - 1}")
     return int(handle)
+
+
+def one_handle(handle: int) -> U32Array:
+    """A fresh one-element uint32 array holding ``handle`` (half the cost of np.array)."""
+    one = np.empty(1, dtype=np.uint32)
+    one[0] = handle
+    return one

@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _registry
-from ._arrays import U32, checked_count, checked_handle, checked_out, ndarray
+from ._arrays import U32, checked_count, checked_handle, checked_out, ndarray, one_handle
 from ._cache import MempoolCache, PyCache, check_cache_size, init_cache_row
 from ._errors import ClosedError, MempoolError, NotFoundError, PktflowTypeError, PktflowValueError
 from ._lcore import MAX_LCORE, thread_state
@@ -193,8 +193,12 @@ class Mempool:
         self._rows: list[U32Array] = list(self._caches)
         self._debug_flags = zone.array(np.uint8, n, int(meta[M_DEBUG_OFF]))
         stride, priv_stride = int(meta[M_STRIDE]), int(meta[M_PRIV_STRIDE])
-        objects = zone.array(np.uint8, n * stride, int(meta[M_OBJS_OFF])).reshape(n, stride)
-        self._objects = objects[:, : self.elt_size]
+        objects = zone.array(np.uint8, n * stride, int(meta[M_OBJS_OFF]))
+        self._objects = objects.reshape(n, stride)[:, : self.elt_size]
+        # Flat bytes for views of parts of objects (a slice of a memoryview
+        # costs a tenth of a numpy slice turned into one).
+        self._object_bytes = memoryview(objects)
+        self._stride = stride
         private = zone.array(np.uint8, n * priv_stride, int(meta[M_PRIV_OFF]))
         self._private = private.reshape(n, priv_stride)[:, : self.private_data_size]
         if self.header_row_words:
@@ -312,7 +316,7 @@ class Mempool:
         Usage: ``mp.put(h)``
         """
         h = checked_handle(handle, self.n, MempoolError)
-        self.put_bulk(np.array([h], dtype=np.uint32), 1)
+        self.put_bulk(one_handle(h), 1)
 
     def _put_error(self, objs: U32Array, n: int, code: int) -> Exception:
         if code == ERR_COUNT:
