@@ -52,7 +52,7 @@ from ._registry import (
     register_backend,
 )
 from ._registry import unavailable_reason as backend_unavailable_reason
-from ._ring import Ring
+from ._ring import BoundRing, Ring
 from .abc import RING_F_EXACT_SZ, RING_F_SC_DEQ, RING_F_SP_ENQ
 
 __version__ = "0.1.0"
@@ -77,6 +77,7 @@ __all__ = [
     "RING_F_SC_DEQ",
     "RING_F_SP_ENQ",
     "BackendError",
+    "BoundRing",
     "ClosedError",
     "ConfigError",
     "ExistsError",

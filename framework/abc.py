@@ -2,8 +2,10 @@
 
 A backend is a class registered by name (entry-point group
 ``pktflow.backends``) that creates and attaches rings. The ``Ring`` facade
-validates every argument before it reaches a backend, so implementations
-receive only a C-or-strided 1-D uint32 array and ``0 <= n <= len(array)``.
+checks argument types before they reach a backend, so implementations
+receive only a C-or-strided 1-D uint32 array (writable where they write)
+and an int ``n``; they return ``ERR_COUNT`` and touch nothing when ``n`` is
+negative or exceeds the array (one comparison they can make for free).
 
 Usage::
 
@@ -131,8 +133,9 @@ class JitOps(NamedTuple):
 class Ring(ABC):
     """One ring as a backend implements it; users see the ``pktflow.Ring`` facade.
 
-    Arguments arrive validated. Full and empty are return values (0, False,
-    None), never exceptions. Nothing may be allocated per call.
+    Arrays arrive checked; counts outside ``0..len(array)`` get ``ERR_COUNT``.
+    Full and empty are return values (0, False, None), never exceptions.
+    Nothing may be allocated per call.
     """
 
     name: str

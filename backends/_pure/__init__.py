@@ -12,7 +12,7 @@ import contextlib
 import threading
 from typing import ClassVar
 
-from pktflow.abc import RING_F_SC_DEQ, RING_F_SP_ENQ, Backend, Ring, U32Array
+from pktflow.abc import ERR_COUNT, RING_F_SC_DEQ, RING_F_SP_ENQ, Backend, Ring, U32Array
 
 _U32_MASK = 0xFFFFFFFF
 
@@ -32,6 +32,8 @@ class PureRing(Ring):
         self._cons_lock = _side_lock(bool(flags & RING_F_SC_DEQ))
 
     def _put(self, objs: U32Array, n: int, fixed: bool) -> int:
+        if not 0 <= n <= len(objs):
+            return ERR_COUNT
         with self._prod_lock:
             room = (self.capacity + self._cons - self._prod) & _U32_MASK
             k = n if n <= room else (0 if fixed else room)
@@ -45,6 +47,8 @@ class PureRing(Ring):
             return k
 
     def _get(self, out: U32Array, n: int, fixed: bool) -> int:
+        if not 0 <= n <= len(out):
+            return ERR_COUNT
         with self._cons_lock:
             waiting = (self._prod - self._cons) & _U32_MASK
             k = n if n <= waiting else (0 if fixed else waiting)

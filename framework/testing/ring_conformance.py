@@ -40,7 +40,7 @@ import numpy as np
 import pytest
 
 import pktflow
-from pktflow.abc import RING_F_EXACT_SZ, RING_F_SC_DEQ, RING_F_SP_ENQ, U32Array
+from pktflow.abc import ERR_COUNT, RING_F_EXACT_SZ, RING_F_SC_DEQ, RING_F_SP_ENQ, U32Array
 
 from . import _workers
 
@@ -1174,6 +1174,51 @@ class RingConformance:
         self._cross_process(
             make_ring, total=self.stress_handles, ring_size=4096, max_burst=256, timeout_s=240
         )
+
+    # -- bound arrays -----------------------------------------------------------------
+
+    def test_bound_operations_match_the_methods(self, make_ring: MakeRing, sync_flags: int) -> None:
+        ring = make_ring(16, sync_flags)
+        burst = _u32(range(100, 110))
+        out = np.zeros(10, dtype=np.uint32)
+        tx, rx = ring.bind(burst), ring.bind(out)
+        assert tx.enqueue_bulk(10) == 10
+        assert tx.enqueue_bulk(10) == 0, "bulk: all or nothing"
+        assert tx.enqueue_burst(10) == 5, "burst: what fits"
+        assert rx.dequeue_bulk(10) == 10
+        assert out.tolist() == list(range(100, 110))
+        assert rx.dequeue_burst(10) == 5
+        assert out[:5].tolist() == list(range(100, 105))
+        assert ring.empty()
+        assert tx.enqueue_burst(0) == 0 and rx.dequeue_bulk(0) == 0
+
+    def test_bound_count_out_of_range_returns_err_count(self, make_ring: MakeRing) -> None:
+        ring = make_ring(16)
+        ring.enqueue_bulk(_u32([1, 2, 3]))
+        bound = ring.bind(np.zeros(4, dtype=np.uint32))
+        for n in (-1, 5):
+            assert bound.enqueue_bulk(n) == ERR_COUNT
+            assert bound.enqueue_burst(n) == ERR_COUNT
+            assert bound.dequeue_bulk(n) == ERR_COUNT
+            assert bound.dequeue_burst(n) == ERR_COUNT
+        _assert_holds(ring, [1, 2, 3])
+
+    def test_bind_checks_the_array_once(self, make_ring: MakeRing) -> None:
+        ring = make_ring(16)
+        with pytest.raises(pktflow.PktflowTypeError):
+            ring.bind(np.zeros(4, dtype=np.int64))
+        with pytest.raises(pktflow.PktflowValueError):
+            ring.bind(np.zeros((2, 2), dtype=np.uint32))
+        frozen = np.arange(3, dtype=np.uint32)
+        frozen.flags.writeable = False
+        bound = ring.bind(frozen)
+        assert bound.enqueue_bulk(3) == 3
+        with pytest.raises(pktflow.PktflowValueError):
+            bound.dequeue_bulk(3)
+        _assert_holds(ring, [0, 1, 2])
+        ring.close()
+        with pytest.raises(pktflow.ClosedError):
+            ring.bind(np.zeros(4, dtype=np.uint32))
 
     # -- jitted code ------------------------------------------------------------------
 
