@@ -37,13 +37,14 @@ from ._mbuf import (
     MBUF_PORT_INVALID,
     PKTMBUF_HEADROOM,
     SOCKET_ID_ANY,
+    BoundMbufPool,
     Mbuf,
     PktmbufPool,
     pktmbuf_pool_create,
     socket_id,
 )
 from ._memory import Zone, ZoneInfo, cleanup_zones, hugepage_info, list_zones
-from ._mempool import MEMPOOL_F_NO_CACHE_ALIGN, Mempool
+from ._mempool import MEMPOOL_F_NO_CACHE_ALIGN, BoundMempool, Mempool
 from ._registry import (
     available_backends,
     backend_names,
@@ -77,6 +78,8 @@ __all__ = [
     "RING_F_SC_DEQ",
     "RING_F_SP_ENQ",
     "BackendError",
+    "BoundMbufPool",
+    "BoundMempool",
     "BoundRing",
     "ClosedError",
     "ConfigError",

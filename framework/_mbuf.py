@@ -20,13 +20,16 @@ import ctypes
 import secrets
 import threading
 import weakref
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
 from ._arrays import U32, checked_count, checked_handle, checked_out, ndarray, one_handle
+from ._cache import MempoolCache
 from ._errors import ClosedError, MbufError, MempoolError, PktflowTypeError, PktflowValueError
 from ._lcore import thread_state
 from ._memory import HugePages
@@ -58,6 +61,7 @@ from .abc import (
 )
 
 __all__ = [
+    "BoundMbufPool",
     "MBUF_DEFAULT_BUF_SIZE",
     "MBUF_DEFAULT_DATAROOM",
     "MBUF_F_INDIRECT",
@@ -267,6 +271,31 @@ class PktmbufPool(Mempool):
             self._alloc_bulk = self._free_bulk = self._refcnt_add = _closed_pool
         super().close()
 
+    def bind(  # type: ignore[override]
+        self, array: U32Array, *, cache: MempoolCache | None = None
+    ) -> BoundMbufPool:
+        """``alloc_bulk``/``free_bulk`` bound to one array and this thread's cache.
+
+        Each takes only ``n`` and is a compiled call with no Python frame in
+        between; use it from the thread that bound it. Errors come back as
+        negative ``pktflow.abc`` codes, not exceptions. ``free_bulk`` returns
+        how many chains it freed: fewer than n when chain ``array[k]`` holds
+        a clone attached to another pool's buffer; free the rest with
+        ``pool.free_bulk(array[k:n])``.
+
+        Usage::
+
+            rx = pool.bind(burst)
+            if rx.alloc_bulk(32) == 32: ...; rx.free_bulk(32)
+        """
+        checked_out(array, None)
+        self._live()
+        row = self._row(cache)
+        return BoundMbufPool(
+            alloc_bulk=partial(self._alloc_bulk, row, array),
+            free_bulk=partial(self._free_bulk, row, array),
+        )
+
     def _free_error(self, handles: U32Array, n: int, code: int) -> Exception:
         if code == ERR_COUNT:
             return PktflowValueError(f"n={n} is outside 0..{len(handles)}")
@@ -305,6 +334,13 @@ class PktmbufPool(Mempool):
             direct = hw[base + H_DIRECT]
         start = direct * owner._stride + offset
         return owner._object_bytes[start : start + length]
+
+
+class BoundMbufPool(NamedTuple):
+    """An mbuf pool's bulk operations bound to one array (see ``PktmbufPool.bind``)."""
+
+    alloc_bulk: Callable[[int], int]
+    free_bulk: Callable[[int], int]
 
 
 def _closed_pool(*args: object) -> Any:
@@ -399,8 +435,12 @@ class PyMbufOps:
             return ERR_COUNT
         if n and int(handles[:n].max()) >= self._pool.n:
             return ERR_FOREIGN
-        for h in handles[:n]:
-            result = self.free_chain(cache, int(h))
+        heads = handles[:n].tolist()
+        # Every chain is checked before any is freed, as the kernel does.
+        if any(_chain(self._pool._hw, head) is None for head in heads):
+            return ERR_CORRUPT
+        for head in heads:
+            result = self.free_chain(cache, head)
             if result < 0:
                 return result
         return n

@@ -273,7 +273,8 @@ class MbufOps(NamedTuple):
       every segment's refcnt and detaching indirect segments. Returns how
       many of the ``n`` chains it freed: fewer than n when chain
       ``handles[result]`` has an indirect segment of another pool, which the
-      caller frees itself before calling again with the rest; or ERR_*.
+      caller frees itself before calling again with the rest; or ERR_*
+      (ERR_FOREIGN, ERR_CORRUPT: found before anything is freed).
     - ``refcnt_add(handle, delta) -> int``: atomically add to a refcnt; the new value.
 
     Usage: ``got = ops.alloc_bulk(cache_row, out, 32)``

@@ -1077,3 +1077,19 @@ def test_bursts_allocate_nothing(pools: Pools, lcore: int) -> None:
     # Nothing elsewhere (numba's dispatch, numpy) accumulates per burst either.
     assert growth < 1024
     assert mp.full()
+
+
+def test_bound_get_and_put(pools: Pools, backend: str, caller: int | None) -> None:
+    mp = pools(256, elt_size=8, cache_size=32)
+    burst = np.zeros(16, dtype=np.uint32)
+    io = mp.bind(burst)
+    assert io.get_bulk(16) == 16
+    assert mp.in_use_count() == 16
+    assert io.put_bulk(16) == 16
+    assert mp.full()
+    assert io.get_bulk(17) == pktflow.abc.ERR_COUNT
+    burst[:] = 1000
+    assert io.put_bulk(1) == pktflow.abc.ERR_FOREIGN, "nothing put"
+    assert mp.full()
+    with pytest.raises(pktflow.PktflowTypeError):
+        mp.bind(np.zeros(4, dtype=np.int32))

@@ -39,7 +39,6 @@ from ._mempool_kernels import mempool_get_bulk, mempool_put_bulk
 _JIT = {"cache": True, "nogil": True}
 _INDIRECT_HI = np.uint32(1 << 30)  # MBUF_F_INDIRECT (bit 62) within the high word
 _PORT_INVALID = 0xFFFF  # DPDK's RTE_MBUF_PORT_INVALID
-_SCRATCH = 64
 
 
 @njit(inline="always")
@@ -104,18 +103,6 @@ def _recycle(words, h):
     words[h, H_DATA] = (words[h, H_DATA] & 0xFFFF) | (1 << 16)
 
 
-@njit(inline="always")
-def _push(ring, cache, scratch, k, h):
-    """Stage ``h`` for the pool; put the batch when full. Returns the new k or an error."""
-    scratch[k] = h
-    k += 1
-    if k == scratch.shape[0]:
-        if mempool_put_bulk(ring, cache, scratch, k) < 0:
-            return ERR_OVERFLOW
-        k = 0
-    return k
-
-
 _CHAIN_LOCAL = 0
 _CHAIN_FOREIGN = 1
 
@@ -145,7 +132,12 @@ def _survey_chain(words, head, pool_id):
 
 @njit(_SIG_BULK, **_JIT)
 def mbuf_free_bulk(ring, words, cache, handles, n):
-    """Free ``n`` chains (rte_pktmbuf_free_bulk); see ``pktflow.abc.MbufOps``."""
+    """Free ``n`` chains (rte_pktmbuf_free_bulk); see ``pktflow.abc.MbufOps``.
+
+    Every chain is checked before anything is freed, so a foreign handle or
+    a corrupt chain frees nothing; a chain holding another pool's clone
+    stops the work before it (the caller frees it and calls again).
+    """
     if n < 0 or n > handles.shape[0]:
         return ERR_COUNT
     pool_n = words.shape[0] - 1
@@ -153,16 +145,22 @@ def mbuf_free_bulk(ring, words, cache, handles, n):
     for i in range(n):
         if handles[i] >= pool_n:
             return ERR_FOREIGN
-    scratch = np.empty(_SCRATCH, np.uint32)
+    stop = n
+    segments = 0
+    for i in range(n):
+        survey = _survey_chain(words, np.int64(handles[i]), pool_id)
+        if survey == ERR_CORRUPT:
+            return ERR_CORRUPT
+        if survey == _CHAIN_FOREIGN and stop == n:
+            stop = i
+        if stop == n:
+            segments += np.int64(words[handles[i], H_DATA] >> 16)
+    # Room for every segment, and for the direct mbuf each clone may release.
+    freed = np.empty(2 * segments, np.uint32)
     flat = words.reshape(words.size)
     k = 0
-    for i in range(n):
+    for i in range(stop):
         m = np.int64(handles[i])
-        survey = _survey_chain(words, m, pool_id)
-        if survey != _CHAIN_LOCAL:
-            if k and mempool_put_bulk(ring, cache, scratch, k) < 0:
-                return ERR_OVERFLOW
-            return i if survey == _CHAIN_FOREIGN else survey
         while m != NO_NEXT:
             following = np.int64(words[m, H_NEXT])
             if _release(flat, m):
@@ -174,17 +172,15 @@ def mbuf_free_bulk(ring, words, cache, handles, n):
                     words[m, H_BUF] = words[pool_n, P_BUF_LEN] | (words[pool_n, P_HEADROOM] << 16)
                     if _release(flat, direct):
                         _recycle(words, direct)
-                        k = _push(ring, cache, scratch, k, direct)
-                        if k < 0:
-                            return k
+                        freed[k] = direct
+                        k += 1
                 _recycle(words, m)
-                k = _push(ring, cache, scratch, k, m)
-                if k < 0:
-                    return k
+                freed[k] = m
+                k += 1
             m = following
-    if k and mempool_put_bulk(ring, cache, scratch, k) < 0:
+    if k and mempool_put_bulk(ring, cache, freed, k) < 0:
         return ERR_OVERFLOW
-    return n
+    return stop
 
 
 @njit("int64(uint32[:, ::1], int64, int64)", **_JIT)
