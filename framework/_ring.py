@@ -293,13 +293,20 @@ class Ring:
     def jit_ops(self) -> JitOps | None:
         """``@njit`` ring operations for this ring's sync mode (None for ``pure``).
 
+        They are the functions of ``pktflow.backends.jit``; call them from
+        jitted code as module globals, which numba caches (passed as
+        arguments, they make numba compile the caller again in every process).
+
         Usage::
 
-            ops = ring.jit_ops
-            @numba.njit
-            def forward(state, burst, n, enqueue_burst):
-                return enqueue_burst(state, burst, n)
-            forward(ring.state, burst, 32, ops.enqueue_burst)
+            from pktflow.backends.jit import enqueue_burst_mp
+
+            @numba.njit(nogil=True, cache=True)
+            def forward(state, burst, n):
+                return enqueue_burst_mp(state, burst, n)
+
+            assert ring.jit_ops.enqueue_burst is enqueue_burst_mp  # MP ring
+            forward(ring.state, burst, 32)
         """
         return self._live().jit_ops
 
