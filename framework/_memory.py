@@ -162,6 +162,10 @@ def hugepage_info() -> HugePageInfo:
     )
 
 
+def _page_text(page_size: int) -> str:
+    return f"{page_size >> 20} MiB" if page_size >= 1 << 20 else f"{page_size >> 10} KiB"
+
+
 def _round_up(value: int, unit: int) -> int:
     return (value + unit - 1) // unit * unit
 
@@ -280,6 +284,10 @@ class Zone:
         else:
             zone = cls._create_private(name, size, total, hugepages, kind)
         zone._write_header()
+        log.info(
+            "zone %r: %d bytes on %s pages%s", name, size, _page_text(zone.page_size),
+            f" ({zone.path})" if zone.path else " (private)",
+        )  # fmt: skip
         return zone
 
     @classmethod
