@@ -131,8 +131,6 @@ def _make_fence(ordering: str):  # type: ignore[no-untyped-def]
 # Keeps an earlier load (the caller's head) before later loads (the other
 # side's tail): DPDK's __atomic_thread_fence(__ATOMIC_ACQUIRE) in move_head.
 fence_acquire = _make_fence("acquire")
-# Full barrier: the sleep/wake handshake needs store->load ordering on both sides.
-fence_seq_cst = _make_fence("seq_cst")
 
 
 @intrinsic
