@@ -197,7 +197,7 @@ class PktmbufPool(Mempool):
         self.priv_size: int = self.private_data_size
         # The header words as a flat memoryview: Mbuf views index it for plain
         # Python ints, several times faster than numpy scalar indexing.
-        self._hw = memoryview(self._header_words).cast("B").cast("I")
+        self._hw = self._header_words.data.cast("B").cast("I")
         self.headers: np.ndarray[Any, np.dtype[Any]] = (
             self._header_words[: self.n].view(MBUF_HEADER_DTYPE).reshape(self.n)
         )
@@ -573,7 +573,7 @@ class Mbuf:
         self.handle = handle
 
     def _word(self, word: int) -> int:
-        return self.pool._hw[self.handle * H_WORDS + word]  # type: ignore[no-any-return]
+        return self.pool._hw[self.handle * H_WORDS + word]
 
     def _set(self, word: int, value: int) -> None:
         self.pool._hw[self.handle * H_WORDS + word] = value
@@ -627,7 +627,7 @@ class Mbuf:
             if following == NO_NEXT:
                 break
             m = following
-        return m  # type: ignore[no-any-return]
+        return m
 
     def append(self, length: int) -> memoryview | None:
         """Grow the last segment by ``length`` bytes; their view, or None if no room.

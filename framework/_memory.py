@@ -221,6 +221,9 @@ class Zone:
     kind: str
     path: str | None
     owner: bool
+    _mm: mmap.mmap
+    _closed: bool
+    _finalizer: weakref.finalize[Any, Zone]
 
     def __init__(self) -> None:
         raise TypeError("use Zone.create(...) or Zone.attach(name)")

@@ -199,7 +199,7 @@ class Mempool:
         self._objects = objects.reshape(n, stride)[:, : self.elt_size]
         # Flat bytes for views of parts of objects (a slice of a memoryview
         # costs a tenth of a numpy slice turned into one).
-        self._object_bytes = memoryview(objects)
+        self._object_bytes = objects.data
         self._stride = stride
         private = zone.array(np.uint8, n * priv_stride, int(meta[M_PRIV_OFF]))
         self._private = private.reshape(n, priv_stride)[:, : self.private_data_size]

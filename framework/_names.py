@@ -23,7 +23,7 @@ class LocalNames(Generic[T]):
     def __init__(self, kind: str) -> None:
         self._kind = kind
         self._lock = threading.Lock()
-        self._objects: weakref.WeakValueDictionary[str, T] = weakref.WeakValueDictionary()  # type: ignore[type-var]
+        self._objects: weakref.WeakValueDictionary[str, T] = weakref.WeakValueDictionary()
 
     def register(self, name: str, obj: T, create: Callable[[], object]) -> None:
         """Run ``create()`` and record ``obj`` under ``name``; ExistsError if taken.
