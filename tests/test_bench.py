@@ -38,15 +38,21 @@ def test_pure_rows_without_peers() -> None:
         console=Console(file=out, width=120),
     )
     _check_rows(result["rows"], 2)
-    found = {(r["name"], r["mode"]) for r in result["rows"]}
-    assert found == {(n, m) for n in ("1 thread", "1 -> 1 threads") for m in ("SP/SC", "MP/MC")}
+    found = {(r["name"], r["group"], r["mode"]) for r in result["rows"]}
+    assert found == {
+        (f"{prefix}{name}", group, mode)
+        for name in ("1 thread", "1 -> 1 threads")
+        for prefix, group in (("", "pktflow"), ("bound ", "bound"))  # methods, bound calls
+        for mode in ("SP/SC", "MP/MC")
+    }
     assert all(r["backend"] == "pure" and r["burst"] == 8 for r in result["rows"])
     # Peers were not measured: every ratio is kept, unmeasured.
     assert len(result["ratios"]) == len(COMPARISONS)
     assert all(r["ratio"] is None for r in result["ratios"])
     assert any(f"fewer than {MIN_RUNS}" in note for note in result["notes"])
     text = out.getvalue()
-    assert "pktflow bench ring" in text and "1 -> 1 threads" in text
+    assert "pktflow bench ring" in text and "bound 1 -> 1 threads" in text
+    assert any("ring.bind(buf)" in note for note in result["notes"])
 
 
 def test_hugepage_and_peers_as_json(capsys: pytest.CaptureFixture[str]) -> None:
@@ -60,20 +66,28 @@ def test_hugepage_and_peers_as_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert printed == json.loads(json.dumps(result))
     _check_rows(printed["rows"], 1)
     keys = {r["key"] for r in printed["rows"]}
-    for name in ("1 thread", "1 -> 1 threads", "1 -> 1 processes", "jitted loop, 1 thread"):
+    for name in ("1 thread", "1 -> 1 threads", "1 -> 1 processes"):
         assert f"hugepage SP/SC {name} burst 32" in keys
+        assert f"hugepage SP/SC bound {name} burst 32" in keys
+    assert "hugepage SP/SC jitted loop, 1 thread burst 32" in keys
     assert "hugepage MP/MC 2 -> 2 processes burst 32" in keys
+    assert "hugepage MP/MC bound 2 -> 2 processes burst 32" in keys
     peers = {r["backend"] for r in printed["rows"] if r["group"] == "peer"}
     assert {"collections.deque", "queue.Queue", "asyncio.Queue+uvloop"} <= peers
     assert "multiprocessing.Queue" in peers
     fifo_missing = "install pktflow[bench] to compare with faster-fifo" in printed["notes"]
     assert fifo_missing != ("faster-fifo" in peers)
     ratios = {r["label"]: r for r in printed["ratios"]}
-    headline = ratios["hugepage 1 -> 1 processes, burst 32 vs multiprocessing.Queue, lists of 32"]
-    assert headline["ratio"] > 0 and headline["target"] == 10.0
-    assert isinstance(headline["met"], bool)
-    assert [t["label"] for t in printed["targets"]] == [t.label for t in TARGETS]
-    assert printed["targets"][0]["value"] > 0
+    for calls in ("", ", bound calls"):
+        headline = ratios[
+            f"hugepage 1 -> 1 processes, burst 32{calls} vs multiprocessing.Queue, lists of 32"
+        ]
+        assert headline["ratio"] > 0 and headline["target"] == 10.0
+        assert isinstance(headline["met"], bool)
+    targets = {t["label"]: t for t in printed["targets"]}
+    assert list(targets) == [t.label for t in TARGETS]
+    for calls in ("", ", bound calls"):
+        assert targets[f"hugepage 1 -> 1 processes, burst 32{calls}"]["value"] > 0
     assert _bench_zones() == before  # every ring was closed and unlinked
 
 

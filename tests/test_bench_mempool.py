@@ -48,8 +48,16 @@ def test_pure_rows_without_peers() -> None:
         ("alloc()+append+free()", "cache", 1),
         ("alloc_bulk+append+free_bulk", "cache", 8),
         ("alloc_bulk+free_bulk", "cache", 8),
+        # Twins whose loops call the operations of pool.bind(buf): at burst 1, get_bulk(1).
+        ("bound get_bulk+put_bulk", "cache", 1),
+        ("bound get_bulk+put_bulk", "no cache", 1),
+        ("bound get_bulk+put_bulk", "cache", 8),
+        ("bound get_bulk+put_bulk", "no cache", 8),
+        ("bound alloc_bulk+free_bulk", "cache", 8),
     }
-    assert all(r["backend"] == "pure" and r["group"] == "pktflow" for r in result["rows"])
+    assert all(r["backend"] == "pure" for r in result["rows"])
+    for row in result["rows"]:
+        assert row["group"] == ("bound" if row["name"].startswith("bound ") else "pktflow")
     # Nothing at burst 32 and no peers: every ratio and target is kept, unmeasured.
     assert len(result["ratios"]) == len(COMPARISONS)
     assert all(r["ratio"] is None for r in result["ratios"])
@@ -77,7 +85,9 @@ def test_every_backend_and_peers_as_json(capsys: pytest.CaptureFixture[str]) -> 
         for mode in ("cache", "no cache"):
             assert f"{backend} {mode} get()+put() burst 1" in keys
             assert f"{backend} {mode} jitted get_bulk+put_bulk burst 32" in keys
+            assert f"{backend} {mode} bound get_bulk+put_bulk burst 32" in keys
         assert f"{backend} cache alloc_bulk+free_bulk burst 32" in keys
+        assert f"{backend} cache bound alloc_bulk+free_bulk burst 32" in keys
         assert f"{backend} cache jitted alloc_bulk+free_bulk burst 32" in keys
     for peer in (
         "list free list pop+append each burst 1",
@@ -88,13 +98,14 @@ def test_every_backend_and_peers_as_json(capsys: pytest.CaptureFixture[str]) -> 
     ):
         assert peer in keys
     ratios = {r["label"]: r for r in printed["ratios"]}
-    headline = ratios[
-        f"{backends[0]} get_bulk+put_bulk 32, cache vs list free list, pop+append each, 32"
-    ]
-    assert headline["ratio"] > 0 and headline["target"] == 2.0
-    assert isinstance(headline["met"], bool)
+    peer = "list free list, pop+append each, 32"
+    for calls in ("", ", bound calls"):
+        headline = ratios[f"{backends[0]} get_bulk+put_bulk 32, cache{calls} vs {peer}"]
+        assert headline["ratio"] > 0 and headline["target"] == 2.0
+        assert isinstance(headline["met"], bool)
     assert [t["label"] for t in printed["targets"]] == [t.label for t in TARGETS]
     measured = [t for t in printed["targets"] if t["label"].startswith(backends[0])]
+    assert len(measured) == 4  # bulk and mbufs, each by methods and by bound calls
     assert all(t["value"] > 0 and isinstance(t["met"], bool) for t in measured)
     assert _bench_zones() == before  # every pool was closed and unlinked
 

@@ -1,10 +1,13 @@
-"""The Python loops the ring benchmarks time, and their set-ups in worker processes.
+"""The Python loops the ring and mempool benchmarks time, and a ring worker's set-up.
 
-What is measured is the price of a ring call from Python, so the loops
-are what a careful user writes: the bound methods and arrays are locals,
-the arrays are allocated once, and each iteration makes one call per
-burst and a comparison or two. A spawned worker imports this module to
-run its side of a process benchmark.
+What is measured is the price of a call from Python, so the loops are what
+a careful user writes: the callables and arrays are locals, the arrays are
+allocated once, and each iteration makes one call per burst and a
+comparison or two. Each loop comes in two forms: over methods that take
+the array (``ring.enqueue_burst(objs, n)``) and over bound operations that
+take only ``n`` (``ring.bind(objs).enqueue_burst(n)``); one loop serving
+both would add a call or a branch to what it measures. A spawned worker
+imports this module to run its side of a process benchmark.
 """
 
 from __future__ import annotations
@@ -21,11 +24,14 @@ import numpy as np
 import pktflow
 from pktflow.abc import U32Array
 
-BurstFn = Callable[[U32Array, int], int]
+BurstFn = Callable[[U32Array, int], int]  # a method: ring.enqueue_burst(objs, n)
+BoundFn = Callable[[int], int]  # a bound operation: ring.bind(objs).enqueue_burst(n)
+PutFn = Callable[[U32Array, int], object]  # what bulk_pairs gives with (mp.put_bulk returns None)
+Backoff = Callable[[], Any]
 
 
 def bulk_pairs(
-    enqueue_bulk: BurstFn, dequeue_bulk: BurstFn, objs: U32Array, out: U32Array, iterations: int
+    enqueue_bulk: PutFn, dequeue_bulk: BurstFn, objs: U32Array, out: U32Array, iterations: int
 ) -> int:
     """One thread: enqueue a burst, dequeue it into ``out``; returns handles dequeued.
 
@@ -39,75 +45,98 @@ def bulk_pairs(
     return moved
 
 
-def produce(
-    enqueue_burst: BurstFn, objs: U32Array, handles: int, backoff: Callable[[], Any]
-) -> int:
-    """Enqueue ``handles`` handles in bursts of ``len(objs)``; returns 0 (producers receive none).
+def bound_pairs(enqueue_bulk: BoundFn, dequeue_bulk: BoundFn, burst: int, iterations: int) -> int:
+    """``bulk_pairs`` over bound operations, which carry their arrays; returns handles dequeued.
 
-    ``backoff`` runs only when the ring is full: it lets the consumer run
+    Usage: ``bound_pairs(ring.bind(objs).enqueue_bulk, ring.bind(out).dequeue_bulk, 32, 1000)``
+    """
+    moved = 0
+    for _ in repeat(None, iterations):
+        enqueue_bulk(burst)
+        moved += dequeue_bulk(burst)
+    return moved
+
+
+def transfer(call: BurstFn, array: U32Array, handles: int, backoff: Backoff) -> int:
+    """Move exactly ``handles`` handles by ``call`` in bursts of up to ``len(array)``; returns them.
+
+    ``call`` is an enqueue or a dequeue burst. Moving exactly a quota lets
+    several consumers share one producer total and all finish. ``backoff``
+    runs only when the ring is full (or empty): it lets the other side run
     (it drops the GIL between threads, or yields a shared core).
 
-    Usage: ``produce(ring.enqueue_burst, objs, 1 << 20, os.sched_yield)``
+    Usage: ``transfer(ring.dequeue_burst, out, 1 << 20, os.sched_yield)``
     """
-    burst = objs.shape[0]
+    burst = array.shape[0]
     left = handles
     while left:
-        sent = enqueue_burst(objs, burst if left >= burst else left)
-        if sent:
-            left -= sent
-        else:
-            backoff()
-    return 0
-
-
-def consume(dequeue_burst: BurstFn, out: U32Array, handles: int, backoff: Callable[[], Any]) -> int:
-    """Dequeue exactly ``handles`` handles in bursts of up to ``len(out)``; returns them.
-
-    Taking exactly a quota lets several consumers share one producer total
-    and all finish.
-
-    Usage: ``consume(ring.dequeue_burst, out, 1 << 20, os.sched_yield)``
-    """
-    burst = out.shape[0]
-    left = handles
-    while left:
-        got = dequeue_burst(out, burst if left >= burst else left)
-        if got:
-            left -= got
+        moved = call(array, burst if left >= burst else left)
+        if moved:
+            left -= moved
         else:
             backoff()
     return handles
 
 
-# -- one side of a process benchmark, set up in a spawned worker ---------------
+def transfer_bound(call: BoundFn, burst: int, handles: int, backoff: Backoff) -> int:
+    """``transfer`` by a bound operation, in bursts of up to ``burst``; returns ``handles``.
+
+    Usage: ``transfer_bound(ring.bind(out).dequeue_burst, 32, 1 << 20, os.sched_yield)``
+    """
+    left = handles
+    while left:
+        moved = call(burst if left >= burst else left)
+        if moved:
+            left -= moved
+        else:
+            backoff()
+    return handles
+
+
+def _sent(work: Callable[[], int]) -> int:
+    work()
+    return 0  # a transfer counts the handles that arrive: a producer's count none
+
+
+def ring_side(
+    ring: pktflow.Ring, burst: int, handles: int, backoff: Backoff, *, send: bool, bound: bool
+) -> Callable[[], int]:
+    """One side of a transfer over ``ring``, ready to time: a producer (``send``) or a consumer.
+
+    The loop calls the ring's methods, or with ``bound`` the operations of
+    ``ring.bind(array)``. The work returns the handles that arrived (0 for
+    a producer). A first call of 0 handles loads the kernels here, before
+    any run is timed.
+
+    Usage: ``work = ring_side(ring, 32, 1 << 20, os.sched_yield, send=False, bound=True)``
+    """
+    array = np.arange(burst, dtype=np.uint32) if send else np.zeros(burst, dtype=np.uint32)
+    work: Callable[[], int]
+    if bound:
+        ops = ring.bind(array)
+        call = ops.enqueue_burst if send else ops.dequeue_burst
+        call(0)
+        work = partial(transfer_bound, call, burst, handles, backoff)
+    else:
+        method = ring.enqueue_burst if send else ring.dequeue_burst
+        method(array, 0)
+        work = partial(transfer, method, array, handles, backoff)
+    return partial(_sent, work) if send else work
 
 
 @contextmanager
-def ring_producer(
-    shared: tuple[Any, ...], name: str, burst: int, handles: int
+def ring_worker(
+    shared: tuple[Any, ...], name: str, burst: int, handles: int, send: bool, bound: bool
 ) -> Iterator[Callable[[], int]]:
-    """Attach to the shared ring ``name`` and yield a producer of ``handles`` handles.
+    """A team job: attach to the shared ring ``name`` and yield one side of a transfer.
 
-    The first call loads the kernels in this process, before any run is timed.
+    The side is ``ring_side``'s: a producer of ``handles`` handles (``send``)
+    or a consumer of exactly ``handles``, by methods or by bound calls.
+
+    Usage: ``Job(cpu_for(1), ring_worker, (ring.name, 32, 1 << 20, False, True))``
     """
     ring = pktflow.Ring.lookup(name)
     try:
-        objs = np.arange(burst, dtype=np.uint32)
-        ring.enqueue_burst(objs, 0)
-        yield partial(produce, ring.enqueue_burst, objs, handles, os.sched_yield)
-    finally:
-        ring.close()
-
-
-@contextmanager
-def ring_consumer(
-    shared: tuple[Any, ...], name: str, burst: int, handles: int
-) -> Iterator[Callable[[], int]]:
-    """Attach to the shared ring ``name`` and yield a consumer of exactly ``handles`` handles."""
-    ring = pktflow.Ring.lookup(name)
-    try:
-        out = np.zeros(burst, dtype=np.uint32)
-        ring.dequeue_burst(out, 0)
-        yield partial(consume, ring.dequeue_burst, out, handles, os.sched_yield)
+        yield ring_side(ring, burst, handles, os.sched_yield, send=send, bound=bound)
     finally:
         ring.close()

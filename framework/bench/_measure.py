@@ -70,7 +70,7 @@ class Case(NamedTuple):
     """
 
     name: str  # what ran, e.g. "1 -> 1 processes"
-    group: str  # "pktflow", "jitted" (reference) or "peer"
+    group: str  # "pktflow" (methods), "bound" (bound calls), "jitted" (reference) or "peer"
     backend: str | None  # the ring backend, or the peer's queue
     mode: str | None  # "SP/SC" or "MP/MC"; None for peers
     burst: int  # handles per call (for peers, integers per put)
@@ -257,6 +257,29 @@ def row_key(backend: str | None, mode: str | None, name: str, burst: int) -> str
     return " ".join(p for p in (backend, mode, name, f"burst {burst}") if p)
 
 
+CALL_WAYS = (False, True)  # a row called from Python by methods, then its twin by bound calls
+
+
+def python_row(name: str, bound: bool) -> tuple[str, str]:
+    """The name and group of a row whose loop calls from Python: methods, or bound operations.
+
+    The loop of a ``bound`` row calls the operations of ``x.bind(array)``
+    (``tx.enqueue_burst(n)``) instead of the methods (``ring.enqueue_burst(buf, n)``).
+
+    Usage: ``python_row("1 thread", True) == ("bound 1 thread", "bound")``
+    """
+    return (f"bound {name}", "bound") if bound else (name, "pktflow")
+
+
+def twin_keys(backend: str, mode: str, name: str, burst: int) -> tuple[str, str]:
+    """The keys of the row ``name`` called by methods and of its twin called by bound operations.
+
+    Usage: ``row, bound_row = twin_keys("numba", "SP/SC", "1 thread", 32)``
+    """
+    bound_name, _ = python_row(name, True)
+    return row_key(backend, mode, name, burst), row_key(backend, mode, bound_name, burst)
+
+
 @dataclass(frozen=True)
 class Row:
     """The rates of one benchmark: a pktflow ring configuration or a peer.
@@ -265,7 +288,7 @@ class Row:
     """
 
     name: str  # what ran, e.g. "1 -> 1 processes"
-    group: str  # "pktflow", "jitted" (reference) or "peer"
+    group: str  # "pktflow" (methods), "bound" (bound calls), "jitted" (reference) or "peer"
     backend: str | None  # the ring backend; for a peer, the queue it uses
     mode: str | None  # "SP/SC" or "MP/MC"; None for peers
     burst: int  # handles per call (per put for peers: 1 = items, 32 = lists of 32)

@@ -49,6 +49,31 @@ class Target(NamedTuple):
     minimum: float
 
 
+def compare_both(
+    label: str, rows: tuple[str, str], peer_label: str, peer: str, target: float | None = None
+) -> list[Comparison]:
+    """Compare with the row ``peer`` a row called by methods, then its twin called by bound ones.
+
+    ``rows`` are the two rows' keys (``twin_keys``).
+
+    Usage: ``compare_both("numba 1 thread, burst 32", twins, "deque, burst 32", deque_key)``
+    """
+    row, bound_row = rows
+    return [
+        Comparison(f"{label} vs {peer_label}", row, peer, target),
+        Comparison(f"{label}, bound calls vs {peer_label}", bound_row, peer, target),
+    ]
+
+
+def target_both(label: str, rows: tuple[str, str], minimum: float) -> list[Target]:
+    """The same target for a row called by methods and for its twin called by bound operations.
+
+    Usage: ``target_both("numba 1 thread, burst 32", twin_keys("numba", ...), 30e6)``
+    """
+    row, bound_row = rows
+    return [Target(label, row, minimum), Target(f"{label}, bound calls", bound_row, minimum)]
+
+
 def _met(value: float | None, bound: float | None) -> bool | None:
     return None if value is None or bound is None else value >= bound
 
@@ -109,6 +134,31 @@ def build_result(
     }
 
 
+def _table(title: str, left: Sequence[str], right: Sequence[str], folds: str) -> Table:
+    """A table of ``left``-justified columns, then right-justified ones, titled ``title``.
+
+    On a console too narrow for it, only the column ``folds`` gives up width
+    (its text wraps, or folds where it has no spaces): the others stay whole.
+    """
+    # No vertical rules, edges or double padding: the ring's rows fit 80 columns.
+    table = Table(
+        title=title,
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        collapse_padding=True,
+    )
+    for column in [*left, *right]:
+        table.add_column(
+            column,
+            justify="left" if column in left else "right",
+            no_wrap=column != folds,
+            overflow="fold",
+        )
+    return table
+
+
 def _mega(value: float | None) -> str:
     """Millions, to three significant digits (or whole millions from 100 up)."""
     if value is None:
@@ -134,21 +184,16 @@ def render(
         return
     console = console or Console()
     runs = sorted({row["runs"] for row in result["rows"]})
-    table = Table(
-        title=f"pktflow bench {result['benchmark']}: millions of {UNIT}, median of "
-        f"{'/'.join(map(str, runs))} runs (min\N{EN DASH}max)",
-        title_justify="left",
-        box=box.SIMPLE_HEAD,  # no vertical rules: the rows fit 80 columns
+    title = (
+        f"pktflow bench {result['benchmark']}: millions of {UNIT}, median of "
+        f"{'/'.join(map(str, runs))} runs (min\N{EN DASH}max)"
     )
-    for column, justify in [
-        ("benchmark", "left"),
-        ("backend / peer", "left"),
-        ("mode", "left"),
-        ("burst", "right"),
-        ("median", "right"),
-        ("min\N{EN DASH}max", "right"),
-    ]:
-        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    table = _table(
+        title,
+        ["benchmark", "backend / peer", "mode"],
+        ["burst", "median", "min\N{EN DASH}max"],
+        folds="backend / peer",
+    )
     previous_group = None
     for row in result["rows"]:
         if previous_group is not None and row["group"] != previous_group:
@@ -164,9 +209,9 @@ def render(
         )
     console.print(table)
     if result["ratios"]:
-        ratios = Table(title="ratios of medians", title_justify="left", box=box.SIMPLE_HEAD)
-        for column in ("comparison", "ratio", "target", "met"):
-            ratios.add_column(column, justify="left" if column == "comparison" else "right")
+        ratios = _table(
+            "ratios of medians", ["comparison"], ["ratio", "target", "met"], folds="comparison"
+        )
         for r in result["ratios"]:
             ratios.add_row(
                 r["label"],
@@ -174,13 +219,17 @@ def render(
                 "" if r["target"] is None else f">= {r['target']:g}x",
                 "" if r["target"] is None else _verdict(r["met"]),
             )
+        console.print()
         console.print(ratios)
     if result["targets"]:
-        targets = Table(title="targets", title_justify="left", box=box.SIMPLE_HEAD)
-        for column in ("target", "median M/s", "minimum M/s", "met"):
-            targets.add_column(column, justify="left" if column == "target" else "right")
+        targets = _table(
+            "targets", ["target"], ["median M/s", "minimum M/s", "met"], folds="target"
+        )
         for t in result["targets"]:
             targets.add_row(t["label"], _mega(t["value"]), _mega(t["minimum"]), _verdict(t["met"]))
+        console.print()
         console.print(targets)
+    if result["notes"]:
+        console.print()
     for note in result["notes"]:
         console.print(f"note: {note}", highlight=False)

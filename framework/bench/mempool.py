@@ -8,6 +8,9 @@ a registered lcore:
   from Python, on a pool of 8191 objects of 256 bytes with the lcore's
   cache of 256 (mode ``cache``) and on one with ``cache_size=0`` (mode
   ``no cache``, what a thread that is not an lcore gets);
+- ``bound get_bulk+put_bulk``: the same, with the loop calling the
+  operations of ``mp.bind(buf)`` (``io.get_bulk(n)``, compiled calls that
+  take only ``n``) instead of the pool's methods (``mp.get_bulk(buf, n)``);
 - ``jitted get_bulk+put_bulk`` (numba and hugepage): the same loop inside
   ``@njit`` code over ``pktflow.backends.jit``, a reference for what
   Python's calls cost;
@@ -15,7 +18,8 @@ a registered lcore:
   ``alloc()+append+free()`` per packet (burst 1, ``append(64)``),
   ``alloc_bulk+append+free_bulk`` (``pool.mbuf(h).append(64)`` on each
   mbuf of the burst, no bytes written), ``alloc_bulk+free_bulk`` (no mbuf
-  touched: the headline) and its jitted loop.
+  touched: the headline), the same by the operations of ``pool.bind(buf)``
+  (``bound alloc_bulk+free_bulk``) and its jitted loop.
 
 Peers in the same run: a free list of handles in a Python ``list``, one
 ``pop`` per object taken and one ``append`` per object given back, and
@@ -30,7 +34,6 @@ iterations are chosen once so that a run lasts about ``run_s``.
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Callable
 from functools import partial
@@ -42,10 +45,23 @@ from rich.console import Console
 
 import pktflow
 
-from ._command import progress_line, trust_notes, usable_backends
-from ._loops import bulk_pairs
-from ._measure import MIN_RUNS, Case, Row, Span, cpu_audit, cpu_for, measure, pinned, row_key, timed
-from ._report import Comparison, Target, build_result, render
+from ._command import Progress, run_bench
+from ._loops import BurstFn, PutFn, bound_pairs, bulk_pairs
+from ._measure import (
+    CALL_WAYS,
+    MIN_RUNS,
+    Case,
+    Row,
+    Span,
+    cpu_for,
+    measure,
+    pinned,
+    python_row,
+    row_key,
+    timed,
+    twin_keys,
+)
+from ._report import Comparison, compare_both, target_both
 from .ring import BACKENDS, HEADLINE_BURST, _has_jit_ops
 
 __all__ = ["CACHE_SIZE", "ELT_SIZE", "FULL", "POOL_SIZE", "QUICK", "run_mempool_bench"]
@@ -147,6 +163,23 @@ def _appending_bursts(pool: pktflow.PktmbufPool, out: np.ndarray[Any, Any], iter
     return moved
 
 
+def _held_pairs(
+    pool: pktflow.Mempool, take: BurstFn, give: PutFn, burst: int, iterations: int, bound: bool
+) -> Callable[[], int]:
+    """Give back the burst held and take one again, ``iterations`` times; returns objects taken.
+
+    ``take`` and ``give`` are the pool's methods (``get_bulk``/``put_bulk``,
+    or an mbuf pool's ``alloc_bulk``/``free_bulk``); with ``bound`` the loop
+    calls the operations of ``pool.bind(held)`` instead.
+    """
+    held = np.empty(burst, dtype=np.uint32)
+    take(held, burst)  # start holding a burst, so each iteration gives one back first
+    if not bound:
+        return partial(bulk_pairs, give, take, held, held, iterations)
+    take_n, give_n = pool.bind(held)  # (get_bulk, put_bulk) or (alloc_bulk, free_bulk)
+    return partial(bound_pairs, give_n, take_n, burst, iterations)
+
+
 def _pop_append(free: list[int], burst: int, iterations: int) -> int:
     """The list free list: taking n objects is n pops, giving them back n appends."""
     pop, append = free.pop, free.append
@@ -228,22 +261,20 @@ class _Cases:
         )
 
     # -- pktflow rows -----------------------------------------------------------
+    # ``bound``: the loops call the operations of ``pool.bind(array)``, not the methods.
 
-    def get_put(self, backend: str, mode: str, burst: int) -> Case:
+    def get_put(self, backend: str, mode: str, burst: int, bound: bool) -> Case:
         def trial(iterations: int) -> Span:
             pool = self._mempool(backend, mode)
             with pool, pinned(cpu_for(0)):
-                if burst == 1:
+                if burst == 1 and not bound:
                     return timed(partial(_single_pairs, pool.get, pool.put, iterations))
-                held = np.empty(burst, dtype=np.uint32)
-                # bulk_pairs puts, then gets: start holding a burst, so each
-                # iteration gives it back and takes one again.
-                pool.get_bulk(held, burst)
-                pairs = partial(bulk_pairs, pool.put_bulk, pool.get_bulk, held, held, iterations)
+                pairs = _held_pairs(pool, pool.get_bulk, pool.put_bulk, burst, iterations, bound)
                 return timed(pairs)
 
-        name = GET_PUT_ONE if burst == 1 else GET_PUT
-        return self._case(name, "pktflow", backend, mode, burst, "from Python", trial)
+        # The single-object API has no bound form: a bound row at burst 1 calls get_bulk(1).
+        name, group = python_row(GET_PUT_ONE if burst == 1 and not bound else GET_PUT, bound)
+        return self._case(name, group, backend, mode, burst, "from Python", trial)
 
     def jitted_get_put(self, backend: str, mode: str, burst: int) -> Case:
         from ._jitted_pool import mempool_pairs
@@ -260,26 +291,36 @@ class _Cases:
         note = "reference: the loop runs inside @njit code, over pktflow.backends.jit"
         return self._case(JITTED_GET_PUT, "jitted", backend, mode, burst, note, trial)
 
-    def alloc_free(self, backend: str, burst: int, append: bool) -> Case:
+    def packets(self, backend: str) -> Case:
         def trial(iterations: int) -> Span:
             pool = self._mbuf_pool(backend)
             with pool, pinned(cpu_for(0)):
-                if burst == 1:
-                    return timed(partial(_packets, pool.alloc, iterations))
-                held = np.empty(burst, dtype=np.uint32)
-                if append:
-                    return timed(partial(_appending_bursts, pool, held, iterations))
-                pool.alloc_bulk(held, burst)  # as in get_put: bulk_pairs frees, then allocates
-                pairs = partial(bulk_pairs, pool.free_bulk, pool.alloc_bulk, held, held, iterations)
-                return timed(pairs)
+                return timed(partial(_packets, pool.alloc, iterations))
 
-        if burst == 1:
-            name, note = PACKET, f"from Python: pool.alloc(), m.append({APPEND}), m.free()"
-        elif append:
-            name, note = ALLOC_APPEND_FREE, f"from Python: pool.mbuf(h).append({APPEND}) on each"
-        else:
-            name, note = ALLOC_FREE, "from Python: no mbuf touched"
-        return self._case(name, "pktflow", backend, "cache", burst, note, trial)
+        note = f"from Python: pool.alloc(), m.append({APPEND}), m.free()"
+        return self._case(PACKET, "pktflow", backend, "cache", 1, note, trial)
+
+    def appending(self, backend: str, burst: int) -> Case:
+        def trial(iterations: int) -> Span:
+            pool = self._mbuf_pool(backend)
+            with pool, pinned(cpu_for(0)):
+                held = np.empty(burst, dtype=np.uint32)
+                return timed(partial(_appending_bursts, pool, held, iterations))
+
+        note = f"from Python: pool.mbuf(h).append({APPEND}) on each"
+        return self._case(ALLOC_APPEND_FREE, "pktflow", backend, "cache", burst, note, trial)
+
+    def alloc_free(self, backend: str, burst: int, bound: bool) -> Case:
+        def trial(iterations: int) -> Span:
+            pool = self._mbuf_pool(backend)
+            with pool, pinned(cpu_for(0)):
+                take, give = pool.alloc_bulk, pool.free_bulk
+                return timed(_held_pairs(pool, take, give, burst, iterations, bound))
+
+        name, group = python_row(ALLOC_FREE, bound)
+        return self._case(
+            name, group, backend, "cache", burst, "from Python: no mbuf touched", trial
+        )
 
     def jitted_alloc_free(self, backend: str, burst: int) -> Case:
         from ._jitted_pool import mbuf_pairs
@@ -323,85 +364,98 @@ class _Cases:
 
 
 def _measure_all(
-    backends: list[str], settings: Settings, peers: bool, progress: Callable[[str], None]
+    settings: Settings, peers: bool, backends: list[str], progress: Progress
 ) -> list[Row]:
-    """Build and size every case, then run them in interleaved rounds."""
+    """Build and size every case, then run them in interleaved rounds.
+
+    The calling thread is made an lcore meanwhile (its cache serves the
+    ``cache`` rows), and given back afterwards unless it already was one.
+    """
+    was_lcore = pktflow.lcore_id() != pktflow.LCORE_ID_ANY
+    pktflow.register_lcore()
+    try:
+        return measure(_cases(settings, peers, backends, progress), settings.repeats, progress)
+    finally:
+        if not was_lcore:
+            pktflow.unregister_lcore()
+
+
+def _cases(settings: Settings, peers: bool, backends: list[str], progress: Progress) -> list[Case]:
     make = _Cases(settings, progress)
     bursts = settings.bursts
     bulk = [b for b in bursts if b > 1]
     jitted = [b for b in backends if _has_jit_ops(b)]  # pure pools have no jitted kernels
-    cases = [make.get_put(b, mode, burst) for b in backends for mode in MODES for burst in bursts]
-    cases += [
-        make.jitted_get_put(b, mode, burst) for b in jitted for mode in MODES for burst in bursts
-    ]
-    # Per packet (always appending), then each bulk burst with and without appends.
-    variants = [(1, True)] if 1 in bursts else []
-    variants += [(burst, append) for burst in bulk for append in (True, False)]
-    cases += [make.alloc_free(b, burst, append) for b in backends for burst, append in variants]
+    configs = [(b, mode, burst) for b in backends for mode in MODES for burst in bursts]
+    cases = [make.get_put(*config, bound) for bound in CALL_WAYS for config in configs]
+    cases += [make.jitted_get_put(*config) for config in configs if config[0] in jitted]
+    for b in backends:
+        # Per packet (always appending), then each bulk burst with and without appends.
+        cases += [make.packets(b)] if 1 in bursts else []
+        for burst in bulk:
+            cases += [make.appending(b, burst), make.alloc_free(b, burst, False)]
+    cases += [make.alloc_free(b, burst, True) for b in backends for burst in bulk]
     cases += [make.jitted_alloc_free(b, burst) for b in jitted for burst in bulk]
     if peers:
         cases += [make.pop_append(burst) for burst in bursts]
         cases += [make.slices(burst) for burst in bulk]
         cases += [make.bytearrays(size, b) for size in (ELT_SIZE, DATA_ROOM) for b in bursts]
-    return measure(cases, settings.repeats, progress)
+    return cases
 
 
-# The comparisons and targets the project set (DESIGN §9, and its issue).
+# The comparisons and targets the project set (DESIGN §9, and its issue), each
+# for a row called by methods and for its twin by bound calls.
 _B = HEADLINE_BURST
-
-
-def _bulk_key(backend: str) -> str:
-    return row_key(backend, "cache", GET_PUT, _B)
-
-
-def _mbuf_key(backend: str) -> str:
-    return row_key(backend, "cache", ALLOC_FREE, _B)
-
-
+_JITTED = ("numba", "hugepage")
+_POP_APPEND_1 = row_key(FREE_LIST, None, POP_APPEND, 1)
 _POP_APPEND_32 = row_key(FREE_LIST, None, POP_APPEND, _B)
+_SLICES_32 = row_key(FREE_LIST, None, SLICES, _B)
 _MBUF_PEER_32 = row_key(_bytearray_peer(DATA_ROOM), None, ALLOCATE, _B)
+_NUMBA_ONE = row_key("numba", "cache", GET_PUT_ONE, 1)
+_NUMBA_BOUND_ONE = twin_keys("numba", "cache", GET_PUT, 1)[1]
 COMPARISONS = [
     *(
-        Comparison(
-            f"{b} get_bulk+put_bulk 32, cache vs list free list, pop+append each, 32",
-            _bulk_key(b),
-            _POP_APPEND_32,
-            2.0,
+        c
+        for b in _JITTED
+        for peer_label, peer, target in (
+            ("list free list, pop+append each, 32", _POP_APPEND_32, 2.0),
+            ("list free list, slice+del+extend, 32", _SLICES_32, None),
         )
-        for b in ("numba", "hugepage")
-    ),
-    *(
-        Comparison(
-            f"{b} get_bulk+put_bulk 32, cache vs list free list, slice+del+extend, 32",
-            _bulk_key(b),
-            row_key(FREE_LIST, None, SLICES, _B),
+        for c in compare_both(
+            f"{b} get_bulk+put_bulk 32, cache",
+            twin_keys(b, "cache", GET_PUT, _B),
+            peer_label,
+            peer,
+            target,
         )
-        for b in ("numba", "hugepage")
     ),
     # One object a call, the other way round: a ratio below 0.1 would print as 0.0x.
     Comparison(
-        "list free list, pop+append, 1 vs numba get()+put(), cache",
-        row_key(FREE_LIST, None, POP_APPEND, 1),
-        row_key("numba", "cache", GET_PUT_ONE, 1),
+        "list free list, pop+append, 1 vs numba get()+put(), cache", _POP_APPEND_1, _NUMBA_ONE
+    ),
+    Comparison(
+        "list free list, pop+append, 1 vs numba get_bulk+put_bulk 1, cache, bound calls",
+        _POP_APPEND_1,
+        _NUMBA_BOUND_ONE,
     ),
     *(
-        Comparison(
-            f"{b} mbuf alloc_bulk+free_bulk 32 vs bytearray({DATA_ROOM}) allocate+drop, 32",
-            _mbuf_key(b),
+        c
+        for b in _JITTED
+        for c in compare_both(
+            f"{b} mbuf alloc_bulk+free_bulk 32",
+            twin_keys(b, "cache", ALLOC_FREE, _B),
+            f"bytearray({DATA_ROOM}) allocate+drop, 32",
             _MBUF_PEER_32,
         )
-        for b in ("numba", "hugepage")
     ),
 ]
 TARGETS = [
-    *(
-        Target(f"{b} get_bulk+put_bulk 32, cache, from Python", _bulk_key(b), 30e6)
-        for b in ("numba", "hugepage")
-    ),
-    *(
-        Target(f"{b} mbuf alloc_bulk+free_bulk 32, from Python", _mbuf_key(b), 20e6)
-        for b in ("numba", "hugepage")
-    ),
+    t
+    for label, name, minimum in (
+        ("get_bulk+put_bulk 32, cache", GET_PUT, 30e6),
+        ("mbuf alloc_bulk+free_bulk 32", ALLOC_FREE, 20e6),
+    )
+    for b in _JITTED
+    for t in target_both(f"{b} {label}, from Python", twin_keys(b, "cache", name, _B), minimum)
 ]
 
 
@@ -458,51 +512,38 @@ def run_mempool_bench(
         raise ValueError(f"burst sizes must be in 1..{max_burst}, not {settings.bursts}")
     if settings.repeats < 1 or settings.run_s <= 0:
         raise ValueError("repeats must be at least 1 and run_s positive")
-    usable, notes = usable_backends(backends or BACKENDS)
-    console = console or Console()
-    started = time.perf_counter()
-    was_lcore = pktflow.lcore_id() != pktflow.LCORE_ID_ANY
-    pktflow.register_lcore()
-    try:
-        # Other work on this machine lowers and spreads every figure: say how much ran.
-        with (
-            cpu_audit() as audit,
-            progress_line(console, "pktflow bench mempool", not as_json) as progress,
-        ):
-            rows = _measure_all(usable, settings, peers, progress)
-    finally:
-        if not was_lcore:
-            pktflow.unregister_lcore()
-    notes += trust_notes(audit, settings.repeats)
-    notes += [
+    notes = [
         "a rate counts objects taken and given back: a get and a put (an alloc and a free) "
         "count once",
         f"cache: a registered lcore with a cache of {CACHE_SIZE}; no cache: a pool with "
         f"cache_size 0; pools of {settings.pool_size} objects of {ELT_SIZE} bytes, "
         f"mbuf pools of {settings.pool_size} x {DATA_ROOM} bytes with a cache of {CACHE_SIZE}",
-        f"burst 1 is the single-object API: get()/put(h), alloc()+append({APPEND})+free(); "
+        f"burst 1 is the single-object API, get()/put(h), alloc()+append({APPEND})+free(), "
+        "except in bound rows (get_bulk(1), put_bulk(1)); "
         f"alloc_bulk+append+free_bulk appends {APPEND} bytes to each mbuf (none written), "
         "alloc_bulk+free_bulk touches none",
+        "rows marked bound: the loop calls the operations of io = mp.bind(buf), "
+        "io.get_bulk(n) and io.put_bulk(n) (of pool.bind(buf) for mbufs: alloc_bulk(n), "
+        "free_bulk(n)); the other rows call mp.get_bulk(buf, n), pool.alloc_bulk(buf, n)",
         "list free list: pop+append each takes n objects with n pops and gives them back "
         "with n appends; slice+del+extend is the fastest bulk idiom on a list",
         f"each row's iterations were sized once for runs of about {settings.run_s:g} s",
     ]
-    result = build_result(
+    return run_bench(
         "mempool",
-        rows,
-        COMPARISONS,
-        TARGETS,
-        {
+        backends or BACKENDS,
+        partial(_measure_all, settings, peers),
+        repeats=settings.repeats,
+        comparisons=COMPARISONS,
+        targets=TARGETS,
+        settings={
             **settings._asdict(),
             "quick": quick,
-            "backends": usable,
             "elt_size": ELT_SIZE,
             "cache_size": CACHE_SIZE,
             "data_room_size": DATA_ROOM,
-            "seconds": round(time.perf_counter() - started, 1),
-            **audit,
         },
-        notes,
+        notes=notes,
+        as_json=as_json,
+        console=console,
     )
-    render(result, as_json=as_json, console=console)
-    return result

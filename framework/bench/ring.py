@@ -10,6 +10,10 @@ For each backend and sync mode, at each burst size:
 - ``1 -> 1 processes`` and ``2 -> 2 processes`` (``hugepage`` only):
   spawned workers, pinned to different CPUs, attached with
   ``Ring.lookup``, each a Python loop of burst calls;
+- ``bound ...``: each of the rows above again, with the loops
+  calling the operations of ``ring.bind(buf)`` (``tx.enqueue_burst(n)``,
+  compiled calls that take only ``n``) instead of the ring's methods
+  (``ring.enqueue_burst(buf, n)``); users will call both;
 - ``jitted loop, 1 thread``: the single-thread loop inside ``@njit`` code
   calling the kernels ``ring.jit_ops`` names, a reference for what
   Python's calls cost.
@@ -26,7 +30,7 @@ import multiprocessing
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager, nullcontext
+from contextlib import ExitStack, contextmanager
 from functools import partial
 from typing import Any, NamedTuple
 
@@ -37,22 +41,24 @@ import pktflow
 from pktflow.abc import RING_F_SC_DEQ, RING_F_SP_ENQ
 
 from . import _peers
-from ._loops import bulk_pairs, consume, produce, ring_consumer, ring_producer
+from ._command import Progress, run_bench
+from ._loops import bound_pairs, bulk_pairs, ring_side, ring_worker
 from ._measure import (
+    CALL_WAYS,
     MIN_RUNS,
     Case,
     Row,
     Span,
-    allowed_cpus,
-    cpu_audit,
     cpu_for,
     measure,
     pinned,
+    python_row,
     row_key,
     run_threads,
     timed,
+    twin_keys,
 )
-from ._report import Comparison, Target, build_result, render
+from ._report import compare_both, target_both
 from ._team import Job, Team
 
 __all__ = ["FULL", "QUICK", "RING_SIZE", "run_ring_bench"]
@@ -124,6 +130,15 @@ def _bursts(burst: int) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
     return np.arange(burst, dtype=np.uint32), np.zeros(burst, dtype=np.uint32)
 
 
+def _pairs(ring: pktflow.Ring, burst: int, iterations: int, bound: bool) -> Callable[[], int]:
+    """The single-thread loop over ``ring``: its methods, or the operations bound to its arrays."""
+    objs, out = _bursts(burst)
+    if bound:
+        tx, rx = ring.bind(objs), ring.bind(out)
+        return partial(bound_pairs, tx.enqueue_bulk, rx.dequeue_bulk, burst, iterations)
+    return partial(bulk_pairs, ring.enqueue_bulk, ring.dequeue_bulk, objs, out, iterations)
+
+
 class _Cases:
     """Builds the cases of one run of the ring benchmark; each ``once`` sets up and tears down."""
 
@@ -134,19 +149,17 @@ class _Cases:
         return _handles_at(burst, self.settings.handles)
 
     # -- pktflow rows ---------------------------------------------------------
+    # ``bound``: the loops call the operations of ``ring.bind(array)``, not the methods.
 
-    def single_thread(self, backend: str, mode: str, burst: int) -> Case:
+    def single_thread(self, backend: str, mode: str, burst: int, bound: bool) -> Case:
         handles = self._handles(burst)
 
         def once() -> Span:
             with _ring(backend, MODES[mode]) as ring, pinned(cpu_for(0)):
-                objs, out = _bursts(burst)
-                pairs = partial(
-                    bulk_pairs, ring.enqueue_bulk, ring.dequeue_bulk, objs, out, handles // burst
-                )
-                return timed(pairs)
+                return timed(_pairs(ring, burst, handles // burst, bound))
 
-        return Case(ONE_THREAD, "pktflow", backend, mode, burst, handles, "", once)
+        name, group = python_row(ONE_THREAD, bound)
+        return Case(name, group, backend, mode, burst, handles, "", once)
 
     def jitted(self, backend: str, mode: str, burst: int) -> Case:
         from ._jitted import jitted_bulk_pairs
@@ -165,40 +178,38 @@ class _Cases:
         note = "reference: the loop runs inside @njit code, over the kernels of ring.jit_ops"
         return Case(JITTED, "jitted", backend, mode, burst, handles, note, once)
 
-    def threads(self, backend: str, mode: str, burst: int) -> Case:
+    def threads(self, backend: str, mode: str, burst: int, bound: bool) -> Case:
         handles = self._handles(burst)
 
         def once() -> Span:
             with _ring(backend, MODES[mode]) as ring:
-                objs, out = _bursts(burst)
-                return run_threads(
-                    [
-                        partial(produce, ring.enqueue_burst, objs, handles, _sleep0),
-                        partial(consume, ring.dequeue_burst, out, handles, _sleep0),
-                    ]
-                )
+                side = partial(ring_side, ring, burst, handles, _sleep0, bound=bound)
+                return run_threads([side(send=True), side(send=False)])
 
+        name, group = python_row(THREADS, bound)
         note = "Python loops: the GIL is held between calls"
-        return Case(THREADS, "pktflow", backend, mode, burst, handles, note, once)
+        return Case(name, group, backend, mode, burst, handles, note, once)
 
-    def processes(self, team: Team, mode: str, burst: int, pairs: int) -> Case:
+    def processes(self, team: Team, mode: str, burst: int, pairs: int, bound: bool) -> Case:
         handles = self._handles(burst)
 
         def once() -> Span:
             with _ring("hugepage", MODES[mode]) as ring:
-                share = (ring.name, burst, handles // pairs)
+                quota = (ring.name, burst, handles // pairs)
                 # Producer i and consumer i run on different CPUs, and with
                 # more workers than CPUs every CPU holds a producer and a
                 # consumer: a side that finds the ring full or empty yields
                 # its CPU to the other side, never to its MP/MC twin.
-                jobs = [Job(cpu_for(i), ring_producer, share) for i in range(pairs)]
-                jobs += [Job(cpu_for(i + 1), ring_consumer, share) for i in range(pairs)]
+                jobs = [Job(cpu_for(i), ring_worker, (*quota, True, bound)) for i in range(pairs)]
+                jobs += [
+                    Job(cpu_for(i + 1), ring_worker, (*quota, False, bound)) for i in range(pairs)
+                ]
                 (span,) = team.run(jobs, 1)
                 return span
 
-        name = PROCESSES if pairs == 1 else PROCESSES_2
+        name, group = python_row(PROCESSES if pairs == 1 else PROCESSES_2, bound)
         note = "spawned, pinned workers; first start to last handle"
-        return Case(name, "pktflow", "hugepage", mode, burst, handles, note, once)
+        return Case(name, group, "hugepage", mode, burst, handles, note, once)
 
     # -- peers ---------------------------------------------------------------
 
@@ -242,33 +253,18 @@ class _Cases:
 
 
 def _measure_all(
-    backends: list[str], settings: Settings, peers: bool, progress: Callable[[str], None]
-) -> tuple[list[Row], list[str]]:
-    """Build every case, run them in interleaved rounds; the rows and notes."""
+    settings: Settings, peers: bool, fifo: bool, backends: list[str], progress: Progress
+) -> list[Row]:
+    """Build every case, with faster-fifo's if ``fifo``, and run them in interleaved rounds."""
     make = _Cases(settings)
     bursts = settings.bursts
-    notes = []
-    cases = [
-        make.single_thread(backend, mode, burst)
-        for backend in backends
-        for mode in MODES
-        for burst in bursts
-    ]
-    cases += [
-        make.jitted(backend, mode, burst)
-        for backend in backends
-        if _has_jit_ops(backend)  # pure rings have none
-        for mode in MODES
-        for burst in bursts
-    ]
-    cases += [
-        make.threads(backend, mode, burst)
-        for backend in backends
-        for mode in MODES
-        for burst in bursts
-    ]
+    jitted = [b for b in backends if _has_jit_ops(b)]  # pure rings have no jitted kernels
+    configs = [(b, mode, burst) for b in backends for mode in MODES for burst in bursts]
+    cases = [make.single_thread(*config, bound) for bound in CALL_WAYS for config in configs]
+    cases += [make.jitted(*config) for config in configs if config[0] in jitted]
+    cases += [make.threads(*config, bound) for bound in CALL_WAYS for config in configs]
     with ExitStack() as resources:
-        mp_queue = fifo = None
+        mp_queue = fifo_queue = None
         if peers:
             import uvloop
 
@@ -276,83 +272,91 @@ def _measure_all(
             cases += [make.deque(burst) for burst in bursts]
             cases += [make.queue()]
             cases += [make.asyncio(runner, per_put) for per_put in (1, HEADLINE_BURST)]
-            fifo_missing = _peers.faster_fifo_missing()
-            if fifo_missing:
-                notes.append(fifo_missing)
             # Both queues reach the workers when they are spawned: neither
             # can be sent to a running process.
             mp_queue = multiprocessing.get_context("spawn").Queue(RING_SIZE)
             resources.callback(mp_queue.join_thread)
             resources.callback(mp_queue.close)
-            fifo = None if fifo_missing else _peers.faster_fifo_queue()
+            fifo_queue = _peers.faster_fifo_queue() if fifo else None
         if "hugepage" in backends or peers:
             progress("starting worker processes")
-            team = resources.enter_context(Team(4, (mp_queue, fifo)))
+            team = resources.enter_context(Team(4, (mp_queue, fifo_queue)))
             if "hugepage" in backends:
-                cases += [
-                    make.processes(team, mode, burst, 1) for mode in MODES for burst in bursts
-                ]
-                cases += [make.processes(team, "MP/MC", burst, 2) for burst in bursts]
-            for which, queue, peer in ((0, mp_queue, MP_QUEUE), (1, fifo, FASTER_FIFO)):
+                for bound in CALL_WAYS:
+                    cases += [
+                        make.processes(team, mode, burst, 1, bound)
+                        for mode in MODES
+                        for burst in bursts
+                    ]
+                    cases += [make.processes(team, "MP/MC", burst, 2, bound) for burst in bursts]
+            for which, queue, peer in ((0, mp_queue, MP_QUEUE), (1, fifo_queue, FASTER_FIFO)):
                 if queue is not None:
                     cases += [
                         make.queue_processes(team, which, peer, per_put)
                         for per_put in (1, HEADLINE_BURST)
                     ]
-        rows = measure(cases, settings.repeats, progress)
-    return rows, notes
+        return measure(cases, settings.repeats, progress)
 
 
 def _per_put_note(per_put: int) -> str:
     return "items" if per_put == 1 else f"lists of {per_put}"
 
 
-# The comparisons and targets the project set (DESIGN §9, and its issue).
+# The comparisons and targets the project set (DESIGN §9, and its issue), each
+# for a row called by methods and for its twin by bound calls.
 _B = HEADLINE_BURST
-_HUGEPAGE_1_1 = row_key("hugepage", "SP/SC", PROCESSES, _B)
-_NUMBA_1 = row_key("numba", "SP/SC", ONE_THREAD, _B)
+_HUGEPAGE_1_1 = twin_keys("hugepage", "SP/SC", PROCESSES, _B)
+_NUMBA_1 = twin_keys("numba", "SP/SC", ONE_THREAD, _B)
+_MP_QUEUE_32 = row_key(MP_QUEUE, None, PROCESSES, _B)
 COMPARISONS = [
-    Comparison(
-        "hugepage 1 -> 1 processes, burst 32 vs multiprocessing.Queue, lists of 32",
+    *compare_both(
+        "hugepage 1 -> 1 processes, burst 32",
         _HUGEPAGE_1_1,
-        row_key(MP_QUEUE, None, PROCESSES, _B),
+        "multiprocessing.Queue, lists of 32",
+        _MP_QUEUE_32,
         10.0,
     ),
-    Comparison(
-        "hugepage 1 -> 1 processes, burst 32 vs faster-fifo, lists of 32",
+    *compare_both(
+        "hugepage 1 -> 1 processes, burst 32",
         _HUGEPAGE_1_1,
+        "faster-fifo, lists of 32",
         row_key(FASTER_FIFO, None, PROCESSES, _B),
         15.0,
     ),
-    Comparison(
-        "hugepage 1 -> 1 processes, burst 1 vs multiprocessing.Queue, items",
-        row_key("hugepage", "SP/SC", PROCESSES, 1),
+    *compare_both(
+        "hugepage 1 -> 1 processes, burst 1",
+        twin_keys("hugepage", "SP/SC", PROCESSES, 1),
+        "multiprocessing.Queue, items",
         row_key(MP_QUEUE, None, PROCESSES, 1),
     ),
-    Comparison(
-        "hugepage 2 -> 2 processes, burst 32 vs multiprocessing.Queue 1 -> 1, lists of 32",
-        row_key("hugepage", "MP/MC", PROCESSES_2, _B),
-        row_key(MP_QUEUE, None, PROCESSES, _B),
+    *compare_both(
+        "hugepage 2 -> 2 processes, burst 32",
+        twin_keys("hugepage", "MP/MC", PROCESSES_2, _B),
+        "multiprocessing.Queue 1 -> 1, lists of 32",
+        _MP_QUEUE_32,
     ),
-    Comparison(
-        "numba 1 thread, burst 32 vs collections.deque, burst 32",
+    *compare_both(
+        "numba 1 thread, burst 32",
         _NUMBA_1,
+        "collections.deque, burst 32",
         row_key(DEQUE, None, ONE_THREAD, _B),
     ),
-    Comparison(
-        "numba 1 -> 1 threads, burst 32 vs asyncio.Queue+uvloop, lists of 32",
-        row_key("numba", "SP/SC", THREADS, _B),
+    *compare_both(
+        "numba 1 -> 1 threads, burst 32",
+        twin_keys("numba", "SP/SC", THREADS, _B),
+        "asyncio.Queue+uvloop, lists of 32",
         row_key(ASYNCIO, None, TASKS, _B),
     ),
-    Comparison(
-        "numba 1 -> 1 threads, burst 1 vs queue.Queue, items",
-        row_key("numba", "SP/SC", THREADS, 1),
+    *compare_both(
+        "numba 1 -> 1 threads, burst 1",
+        twin_keys("numba", "SP/SC", THREADS, 1),
+        "queue.Queue, items",
         row_key(QUEUE, None, THREADS, 1),
     ),
 ]
 TARGETS = [
-    Target("hugepage 1 -> 1 processes, burst 32", _HUGEPAGE_1_1, 40e6),
-    Target("numba 1 thread, burst 32", _NUMBA_1, 30e6),
+    *target_both("hugepage 1 -> 1 processes, burst 32", _HUGEPAGE_1_1, 40e6),
+    *target_both("numba 1 thread, burst 32", _NUMBA_1, 30e6),
 ]
 
 
@@ -399,53 +403,23 @@ def run_ring_bench(
         raise ValueError(f"burst sizes must be in 1..{RING_SIZE // 2}, not {settings.bursts}")
     if settings.repeats < 1 or settings.handles < 1:
         raise ValueError("repeats and handles must be at least 1")
-    notes = []
-    usable = []
-    for name in backends or BACKENDS:
-        reason = pktflow.backend_unavailable_reason(name)
-        if reason is None:
-            usable.append(name)
-        else:
-            notes.append(f"backend {name!r} skipped: {reason}")
-    console = console or Console()
-    started = time.perf_counter()
-    status_display = nullcontext() if as_json else console.status("pktflow bench ring")
-    # Other work on this machine lowers and spreads every figure: say how much ran.
-    with cpu_audit() as audit, status_display as status:
-
-        def progress(text: str) -> None:
-            if status is not None:
-                status.update(f"pktflow bench ring: {text}")
-
-        rows, more_notes = _measure_all(usable, settings, peers, progress)
-    notes.extend(more_notes)
-    share = audit.get("others_share")
-    if share is not None:
-        warning = ": figures are low and spread; rerun on a quiet machine" if share > 0.05 else ""
-        cpus = len(allowed_cpus())
-        notes.append(f"other work used {share:.0%} of the {cpus} CPUs during the run{warning}")
-    notes.append(
+    fifo_missing = _peers.faster_fifo_missing() if peers else None
+    notes = [fifo_missing] if fifo_missing else []
+    notes += [
+        "rows marked bound: the loops call the operations of tx = ring.bind(buf), "
+        "e.g. tx.enqueue_burst(n); the other pktflow rows call ring.enqueue_burst(buf, n)",
         "for peers, burst is integers per put: 1 = items, 32 = lists of 32; "
-        "queue.Queue, asyncio.Queue and multiprocessing.Queue are bounded like the ring"
-    )
-    if settings.repeats < MIN_RUNS:
-        notes.append(
-            f"{settings.repeats} runs per row: medians of fewer than {MIN_RUNS} say little"
-        )
-    result = build_result(
+        "queue.Queue, asyncio.Queue and multiprocessing.Queue are bounded like the ring",
+    ]
+    return run_bench(
         "ring",
-        rows,
-        COMPARISONS,
-        TARGETS,
-        {
-            **settings._asdict(),
-            "quick": quick,
-            "backends": usable,
-            "ring_size": RING_SIZE,
-            "seconds": round(time.perf_counter() - started, 1),
-            **audit,
-        },
-        notes,
+        backends or BACKENDS,
+        partial(_measure_all, settings, peers, fifo_missing is None),
+        repeats=settings.repeats,
+        comparisons=COMPARISONS,
+        targets=TARGETS,
+        settings={**settings._asdict(), "quick": quick, "ring_size": RING_SIZE},
+        notes=notes,
+        as_json=as_json,
+        console=console,
     )
-    render(result, as_json=as_json, console=console)
-    return result
