@@ -16,8 +16,8 @@ Usage::
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
 import click
 from rich.console import Console
@@ -25,6 +25,8 @@ from rich.table import Table
 
 from . import PktflowError, __version__, cleanup_zones
 from ._info import NOT_INSTALLED, collect_info
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 __all__ = ["main"]
 
@@ -222,25 +224,46 @@ def bench() -> None:
     """
 
 
+def _bench_options(unit: str, burst_help: str) -> Callable[[F], F]:
+    """The options every ``pktflow bench`` command takes."""
+
+    def decorate(command: F) -> F:
+        for option in reversed(
+            [
+                click.option("--quick", is_flag=True, help="Fewer sizes and shorter runs."),
+                click.option("--json", "as_json", is_flag=True, help="Print results as JSON."),
+                click.option(
+                    "--backend", "backends", multiple=True, metavar="NAME",
+                    help=f"{unit} backend to measure (repeatable; default: every available one).",
+                ),
+                click.option(
+                    "--burst", "bursts", multiple=True, type=click.IntRange(min=1),
+                    metavar="N", help=burst_help,
+                ),
+                click.option(
+                    "--repeats", type=click.IntRange(min=1), metavar="N",
+                    help="Runs per measurement.",
+                ),
+            ]
+        ):  # fmt: skip
+            command = option(command)
+        return command
+
+    return decorate
+
+
+def _bench_arguments(
+    quick: bool, as_json: bool, backends: tuple[str, ...], bursts: tuple[int, ...],
+    repeats: int | None,
+) -> dict[str, Any]:  # fmt: skip
+    return {
+        "quick": quick, "as_json": as_json, "backends": list(backends) or None,
+        "bursts": list(bursts) or None, "repeats": repeats,
+    }  # fmt: skip
+
+
 @bench.command()
-@click.option("--quick", is_flag=True, help="Fewer sizes and shorter runs (a smoke test).")
-@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
-@click.option(
-    "--backend",
-    "backends",
-    multiple=True,
-    metavar="NAME",
-    help="Ring backend to measure (repeatable; default: every available one).",
-)
-@click.option(
-    "--burst",
-    "bursts",
-    multiple=True,
-    type=click.IntRange(min=1),
-    metavar="N",
-    help="Burst size in handles (repeatable).",
-)
-@click.option("--repeats", type=click.IntRange(min=1), metavar="N", help="Runs per measurement.")
+@_bench_options("Ring", "Burst size in handles (repeatable).")
 def ring(
     quick: bool,
     as_json: bool,
@@ -256,34 +279,11 @@ def ring(
     # Imported here: the benchmark pulls in its peers (and numba) only when run.
     from .bench.ring import run_ring_bench
 
-    run_ring_bench(
-        quick=quick,
-        as_json=as_json,
-        backends=list(backends) or None,
-        bursts=list(bursts) or None,
-        repeats=repeats,
-    )
+    run_ring_bench(**_bench_arguments(quick, as_json, backends, bursts, repeats))
 
 
 @bench.command()
-@click.option("--quick", is_flag=True, help="Fewer sizes and shorter runs (a smoke test).")
-@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
-@click.option(
-    "--backend",
-    "backends",
-    multiple=True,
-    metavar="NAME",
-    help="Mempool backend to measure (repeatable; default: every available one).",
-)
-@click.option(
-    "--burst",
-    "bursts",
-    multiple=True,
-    type=click.IntRange(min=1),
-    metavar="N",
-    help="Objects per call (repeatable; 1 is get()/put()).",
-)
-@click.option("--repeats", type=click.IntRange(min=1), metavar="N", help="Runs per measurement.")
+@_bench_options("Mempool", "Objects per call (repeatable; 1 is get()/put()).")
 def mempool(
     quick: bool,
     as_json: bool,
@@ -299,10 +299,4 @@ def mempool(
     # Imported here: the benchmark pulls in numba only when run.
     from .bench.mempool import run_mempool_bench
 
-    run_mempool_bench(
-        quick=quick,
-        as_json=as_json,
-        backends=list(backends) or None,
-        bursts=list(bursts) or None,
-        repeats=repeats,
-    )
+    run_mempool_bench(**_bench_arguments(quick, as_json, backends, bursts, repeats))
