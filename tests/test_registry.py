@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from importlib.metadata import entry_points
+import time
+from collections.abc import Iterator
+from importlib.metadata import EntryPoint, entry_points
 from typing import Any, ClassVar
 
 import numpy as np
@@ -17,10 +19,13 @@ BUILTIN = {"pure", "numba", "hugepage"}
 
 
 @pytest.fixture
-def registry(monkeypatch: pytest.MonkeyPatch) -> None:
+def registry() -> Iterator[None]:
     """Registrations made by the test vanish afterwards (other tests list backends)."""
-    monkeypatch.setattr(_registry, "_registered", dict(_registry._registered))
-    monkeypatch.setattr(_registry, "_instances", dict(_registry._instances))
+    before = set(pktflow.backend_names())
+    yield
+    for name in set(pktflow.backend_names()) - before:
+        _registry.BACKENDS.unregister(name)
+        _registry._instances.pop(name, None)
 
 
 # -- a third party's backend: wraps the pure ring and counts what it makes ---------
@@ -119,7 +124,8 @@ def test_builtins_are_declared_and_available() -> None:
             assert backend.name == name
             assert backend is pktflow.get_backend(name), "one instance per name"
             assert backend.describe()["shared"] is backend.shared
-    assert pktflow.backend_unavailable_reason("nope") == "no backend named 'nope'"
+    reason = pktflow.backend_unavailable_reason("nope")
+    assert reason is not None and reason.startswith('unknown ring backend "nope"')
 
 
 def test_only_hugepage_rings_are_shared() -> None:
@@ -197,8 +203,8 @@ def test_registered_path_is_loaded_lazily(registry: None) -> None:
     ("target", "message"),
     [
         ("pktflow_no_such_module:Thing", "cannot be imported"),
-        ("pktflow.backends._pure:NoSuchClass", "names no class"),
-        ("pktflow.backends._pure:PureRing", "not a pktflow.abc.Backend"),
+        ("pktflow.backends._pure:NoSuchClass", "has no attribute 'NoSuchClass'"),
+        ("pktflow.backends._pure:PureRing", "not a pktflow.abc.Backend subclass"),
     ],
     ids=["module", "attribute", "not-a-backend"],
 )
@@ -280,3 +286,115 @@ def test_lookup_of_a_name_no_zone_can_have_is_not_found() -> None:
     # Valid for private rings, impossible as a shared file name.
     with pytest.raises(pktflow.NotFoundError):
         pktflow.Ring.lookup("missing ring")
+
+
+# -- the table is read once; the machinery is reusable ------------------------------------
+
+
+class CountingEntryPoints:
+    """Stands in for importlib.metadata.entry_points, counting the reads of metadata."""
+
+    def __init__(self, extra: dict[str, list[EntryPoint]] | None = None) -> None:
+        self.calls = 0
+        self.extra = extra or {}
+
+    def __call__(self, *, group: str) -> list[EntryPoint]:
+        self.calls += 1
+        return [*entry_points(group=group), *self.extra.get(group, [])]
+
+
+def test_default_backend_reads_package_metadata_once(
+    registry: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    counting = CountingEntryPoints()
+    monkeypatch.setattr(_registry, "entry_points", counting)
+    pktflow.register_backend("fresh", MineBackend)  # drops the cached table
+    assert "fresh" in pktflow.backend_names()
+    assert counting.calls == 1
+    start = time.perf_counter()
+    for _ in range(20):
+        pktflow.Ring(unique_name("r"), 64).close()
+        pktflow.default_backend_name()
+        pktflow.available_backends()
+    assert counting.calls == 1, "the table was rebuilt from package metadata"
+    assert (time.perf_counter() - start) / 20 < 0.05
+    pktflow.register_backend("fresher", MineBackend)
+    assert "fresher" in pktflow.backend_names() and counting.calls == 2
+
+
+def _is_int_type(obj: object) -> bool:
+    return isinstance(obj, type) and issubclass(obj, int)
+
+
+class KindError(Exception):
+    """The error class a registry's owner chose."""
+
+
+@pytest.fixture
+def kinds(monkeypatch: pytest.MonkeyPatch) -> _registry.Registry[type[int]]:
+    """A registry of a made-up kind, with one built-in and one entry point."""
+    extra = {"test.kinds": [EntryPoint("flag", "enum:IntFlag", "test.kinds")]}
+    monkeypatch.setattr(_registry, "entry_points", CountingEntryPoints(extra))
+    return _registry.Registry(
+        kind="number kind",
+        group="test.kinds",
+        builtins={"bool": "builtins:bool", "broken": "pktflow_no_such_module:X"},
+        validate=_is_int_type,
+        hints={"broken": "pip install broken-numbers"},
+        error=KindError,
+    )
+
+
+def test_a_registry_loads_builtins_entry_points_registrations_and_paths(
+    kinds: _registry.Registry[type[int]],
+) -> None:
+    import enum
+
+    assert kinds.names() == ["bool", "broken", "flag"]
+    assert kinds.load("bool") is bool
+    assert kinds.load("flag") is enum.IntFlag
+    assert kinds.load("enum:IntEnum") is enum.IntEnum, "a path works as a name"
+    assert "enum:IntEnum" in kinds and "bool" in kinds and "nope" not in kinds
+    kinds.register("mine", int)
+    assert kinds.load("mine") is int and "mine" in kinds.names()
+    kinds.register("bool", "enum:IntEnum")  # code overrides a built-in
+    assert kinds.load("bool") is enum.IntEnum
+    kinds.unregister("bool")
+    assert kinds.load("bool") is bool
+    kinds.unregister("mine")
+    assert "mine" not in kinds.names()
+
+
+def test_a_registry_raises_its_owners_error_with_the_known_names(
+    kinds: _registry.Registry[type[int]],
+) -> None:
+    with pytest.raises(KindError) as info:
+        kinds.load("flga")
+    message = str(info.value)
+    assert message.startswith('unknown number kind "flga" (did you mean "flag"?)')
+    assert "known: bool, broken, flag" in message
+    with pytest.raises(KindError, match="pip install broken-numbers"):
+        kinds.load("broken")
+    with pytest.raises(
+        KindError, match=r"'enum:Enum' is <enum 'Enum'>, which is not a number kind"
+    ):
+        kinds.load("enum:Enum")
+    with pytest.raises(KindError, match="has no attribute 'Nope'"):
+        kinds.load("enum:Nope")
+    with pytest.raises(KindError, match="is not a number kind"):
+        kinds.register("text", str)  # an object is checked when registered
+    for bad in ("", "a:b", None):
+        with pytest.raises(KindError, match="non-empty string"):
+            kinds.register(bad, int)  # type: ignore[arg-type]
+
+
+def test_did_you_mean() -> None:
+    assert _registry.did_you_mean("gne", ["gen", "parse"]) == ' (did you mean "gen"?)'
+    assert _registry.did_you_mean("zzz", ["gen", "parse"]) == ""
+
+
+def test_a_backend_path_works_as_a_name() -> None:
+    backend = pktflow.get_backend("pktflow.backends._pure:PureBackend")
+    assert type(backend).__module__ == "pktflow.backends._pure"
+    with pytest.raises(pktflow.BackendError, match='did you mean "numba"'):
+        pktflow.get_backend("numbaa")
