@@ -1,4 +1,4 @@
-"""Checks on the arrays and counts callers pass: one place, one wording.
+"""Checks on the arrays, counts and integers callers pass: one place, one wording.
 
 The hot paths call these once per burst; they cost a few attribute reads
 when the arguments are right and build a clear message when they are not.
@@ -55,11 +55,32 @@ def _is_u32_vector(array: Any) -> bool:
 
 
 def _checked_slow_n(n: Any, length: int, role: str) -> int:
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
-        raise PktflowTypeError(f"n must be an int, not {type(n).__name__}")
-    if not 0 <= n <= length:
-        raise PktflowValueError(f"n={n} is outside 0..{length} (the length of {role})")
-    return int(n)
+    return checked_int(n, f"n (for the {length} items of {role})", 0, length)
+
+
+def checked_int(
+    value: Any,
+    name: str,
+    low: int,
+    high: int | None = None,
+    error: type[Exception] = PktflowValueError,
+) -> int:
+    """``value`` as an int after checking it is one (numpy integers too, never bool).
+
+    Raises ``PktflowTypeError`` naming ``name`` for another type, and
+    ``error`` for a value outside ``low..high`` (no upper bound when None).
+    Every size, count and id pktflow takes goes through here.
+
+    Usage: ``n = checked_int(n, "n", 1, RING_SZ_MAX - 1)``
+    """
+    if type(value) is not int:
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise PktflowTypeError(f"{name} must be an int, not {type(value).__name__}")
+        value = int(value)
+    if value < low or (high is not None and value > high):
+        bounds = f"in {low}..{high}" if high is not None else f">= {low}"
+        raise error(f"{name} must be {bounds}, not {value}")
+    return value
 
 
 def checked_out(out: Any, n: int | None) -> int:
@@ -72,11 +93,7 @@ def checked_out(out: Any, n: int | None) -> int:
 
 def checked_handle(handle: Any, limit: int, error: type[Exception] = PktflowValueError) -> int:
     """``handle`` as an int after checking ``0 <= handle < limit``."""
-    if isinstance(handle, bool) or not isinstance(handle, (int, np.integer)):
-        raise PktflowTypeError(f"a handle must be an int, not {type(handle).__name__}")
-    if not 0 <= handle < limit:
-        raise error(f"handle {handle} is outside 0..{limit - 1}")
-    return int(handle)
+    return checked_int(handle, "a handle", 0, limit - 1, error)
 
 
 def one_handle(handle: int) -> U32Array:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._arrays import checked_int
 from ._errors import PktflowValueError
 from .abc import (
     C_FLUSHTHRESH,
@@ -32,17 +33,15 @@ def flush_threshold(size: int) -> int:
     return size * 3 // 2
 
 
-def check_cache_size(cache_size: int, n: int) -> None:
-    """DPDK's limits: at most CACHE_MAX_SIZE, and the threshold within the pool."""
-    if isinstance(cache_size, bool) or not isinstance(cache_size, int) or cache_size < 0:
-        raise PktflowValueError(f"cache_size must be a non-negative int, not {cache_size!r}")
-    if cache_size > CACHE_MAX_SIZE:
-        raise PktflowValueError(f"cache_size {cache_size} exceeds the limit {CACHE_MAX_SIZE}")
+def check_cache_size(cache_size: int, n: int) -> int:
+    """``cache_size`` as an int within DPDK's limits (<= CACHE_MAX_SIZE, 1.5 x it <= n)."""
+    cache_size = checked_int(cache_size, "cache_size", 0, CACHE_MAX_SIZE)
     if flush_threshold(cache_size) > n:
         raise PktflowValueError(
             f"cache_size {cache_size} is too large for {n} objects: "
             f"cache_size * 1.5 must not exceed n"
         )
+    return cache_size
 
 
 def init_cache_row(row: U32Array, size: int, pool_n: int) -> None:
@@ -67,7 +66,7 @@ class MempoolCache:
     """
 
     def __init__(self, size: int, pool_n: int, pool_name: str) -> None:
-        check_cache_size(size, pool_n)
+        size = check_cache_size(size, pool_n)
         self.pool_name = pool_name  # a cache holds handles of one pool only
         self.row: U32Array = np.zeros(CACHE_WORDS, dtype=np.uint32)
         init_cache_row(self.row, size, pool_n)

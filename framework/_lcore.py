@@ -22,9 +22,8 @@ import struct
 import threading
 from pathlib import Path
 
-import numpy as np
-
-from ._errors import ExistsError, PktflowTypeError, PktflowValueError
+from ._arrays import checked_int
+from ._errors import ExistsError
 from ._memory import process_start_time
 
 __all__ = ["LCORE_ID_ANY", "MAX_LCORE", "lcore_id", "register_lcore", "unregister_lcore"]
@@ -115,11 +114,7 @@ def register_lcore(lcore_id: int | None = None) -> int:
     Usage: ``me = pktflow.register_lcore()``
     """
     if lcore_id is not None:
-        if isinstance(lcore_id, bool) or not isinstance(lcore_id, (int, np.integer)):
-            raise PktflowTypeError(f"an lcore id must be an int, not {type(lcore_id).__name__}")
-        if not 0 <= lcore_id < MAX_LCORE:
-            raise PktflowValueError(f"lcore id {lcore_id!r} is outside 0..{MAX_LCORE - 1}")
-        lcore_id = int(lcore_id)
+        lcore_id = checked_int(lcore_id, "an lcore id", 0, MAX_LCORE - 1)
     current = _local.claim
     if current is not None and lcore_id in (None, current.lcore):
         return current.lcore

@@ -28,7 +28,15 @@ from typing import Any, ClassVar, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from ._arrays import U32, checked_count, checked_handle, checked_out, ndarray, one_handle
+from ._arrays import (
+    U32,
+    checked_count,
+    checked_handle,
+    checked_int,
+    checked_out,
+    ndarray,
+    one_handle,
+)
 from ._cache import MempoolCache
 from ._errors import ClosedError, MbufError, MempoolError, PktflowTypeError, PktflowValueError
 from ._lcore import thread_state
@@ -158,12 +166,10 @@ class PktmbufPool(Mempool):
         debug: bool = False,
         hugepages: HugePages = "auto",
     ) -> None:
-        if isinstance(priv_size, int) and priv_size % MBUF_PRIV_ALIGN:
+        priv_size = checked_int(priv_size, "priv_size", 0, 1 << 16)
+        if priv_size % MBUF_PRIV_ALIGN:
             raise PktflowValueError(f"priv_size {priv_size} is not a multiple of {MBUF_PRIV_ALIGN}")
-        if isinstance(data_room_size, bool) or not isinstance(data_room_size, int):
-            raise PktflowTypeError(f"data_room_size must be an int, not {data_room_size!r}")
-        if not 0 <= data_room_size <= 0xFFFF:
-            raise PktflowValueError(f"data_room_size {data_room_size} is outside 0..65535")
+        data_room_size = checked_int(data_room_size, "data_room_size", 0, 0xFFFF)
         self._new_pool_id = secrets.randbits(31) + 1
         super().__init__(
             name, n, data_room_size, cache_size, priv_size, 0, backend,
@@ -510,8 +516,7 @@ class _Field:
     def __set__(self, mbuf: Mbuf, value: int) -> None:
         if not self.writable:
             raise AttributeError(f"{self.name} changes through append/prepend/adj/trim/chain")
-        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= self.mask:
-            raise PktflowValueError(f"{self.name} must be an int in 0..{self.mask}, not {value!r}")
+        value = checked_int(value, self.name, 0, self.mask)
         hw, index = mbuf.pool._hw, mbuf.handle * H_WORDS + self.word
         keep = hw[index] & ~(self.mask << self.shift) & 0xFFFFFFFF
         hw[index] = keep | (value << self.shift)
@@ -533,8 +538,7 @@ class _Field64:
         return hw[index] | (hw[index + 1] << 32)
 
     def __set__(self, mbuf: Mbuf, value: int) -> None:
-        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 1 << 64:
-            raise PktflowValueError(f"{self.name} must be a 64-bit unsigned int, not {value!r}")
+        value = checked_int(value, self.name, 0, (1 << 64) - 1)
         value = (value & ~self.reserved) | (self.__get__(mbuf, Mbuf) & self.reserved)
         hw, index = mbuf.pool._hw, mbuf.handle * H_WORDS + self.word
         hw[index] = value & 0xFFFFFFFF
@@ -634,7 +638,7 @@ class Mbuf:
 
         Usage: ``m.append(4)[:] = b"abcd"``
         """
-        length = _length(length)
+        length = checked_int(length, "length", 0)
         hw, last = self.pool._hw, self._last()
         buf, data = hw[last * H_WORDS + H_BUF], hw[last * H_WORDS + H_DATA]
         end = _hi(buf) + _lo(data)  # data_off + data_len
@@ -649,7 +653,7 @@ class Mbuf:
 
         Usage: ``m.prepend(14)[:] = ethernet_header``
         """
-        length = _length(length)
+        length = checked_int(length, "length", 0)
         hw, base = self.pool._hw, self.handle * H_WORDS
         buf = hw[base + H_BUF]
         if length > _hi(buf):  # the headroom
@@ -665,7 +669,7 @@ class Mbuf:
 
         Usage: ``m.adj(14)  # strip the Ethernet header``
         """
-        length = _length(length)
+        length = checked_int(length, "length", 0)
         hw, base = self.pool._hw, self.handle * H_WORDS
         if length > _lo(hw[base + H_DATA]):
             return False
@@ -679,7 +683,7 @@ class Mbuf:
 
         Usage: ``m.trim(4)  # strip the FCS``
         """
-        length = _length(length)
+        length = checked_int(length, "length", 0)
         hw, last = self.pool._hw, self._last()
         if length > _lo(hw[last * H_WORDS + H_DATA]):
             return False
@@ -694,7 +698,7 @@ class Mbuf:
 
         Usage: ``header = m.read(0, 14)``
         """
-        offset, length = _length(offset), _length(length)
+        offset, length = checked_int(offset, "offset", 0), checked_int(length, "length", 0)
         if offset + length > self.pkt_len:
             return None
         pieces = []
@@ -858,14 +862,6 @@ class Mbuf:
         )
 
 
-def _length(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise PktflowTypeError(f"a length must be an int, not {type(value).__name__}")
-    if value < 0:
-        raise PktflowValueError(f"a length cannot be negative ({value})")
-    return int(value)
-
-
 def _attach(clone: Mbuf, source: Mbuf) -> None:
     """Make ``clone`` use ``source``'s buffer (rte_pktmbuf_attach), one more ref on its owner."""
     words = source.pool._header_words
@@ -906,10 +902,7 @@ def pktmbuf_pool_create(
         pool = pktflow.pktmbuf_pool_create("MBUF_POOL", 8191, 256, 0,
                                            pktflow.MBUF_DEFAULT_BUF_SIZE, pktflow.socket_id())
     """
-    if isinstance(socket_id, bool) or not isinstance(socket_id, int) or socket_id < -1:
-        raise PktflowValueError(
-            f"socket_id must be SOCKET_ID_ANY or a node number, not {socket_id!r}"
-        )
+    checked_int(socket_id, "socket_id (SOCKET_ID_ANY or a node number)", SOCKET_ID_ANY)
     return PktmbufPool(
         name, n, cache_size, priv_size, data_room_size,
         backend=backend, debug=debug, hugepages=hugepages,

@@ -23,7 +23,15 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _registry
-from ._arrays import U32, checked_count, checked_handle, checked_out, ndarray, one_handle
+from ._arrays import (
+    U32,
+    checked_count,
+    checked_handle,
+    checked_int,
+    checked_out,
+    ndarray,
+    one_handle,
+)
 from ._cache import MempoolCache, PyCache, check_cache_size, init_cache_row
 from ._errors import ClosedError, MempoolError, NotFoundError, PktflowTypeError, PktflowValueError
 from ._lcore import MAX_LCORE, thread_state
@@ -62,12 +70,6 @@ def _ring_name(name: str) -> str:
     return f"MP_{name}"  # DPDK names a mempool's ring the same way
 
 
-def _check_int(value: Any, what: str, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise PktflowValueError(f"{what} must be an int in {low}..{high}, not {value!r}")
-    return value
-
-
 class Mempool:
     """A fixed pool of ``n`` objects of ``elt_size`` bytes handed out as handles.
 
@@ -102,13 +104,13 @@ class Mempool:
     ) -> None:
         if not isinstance(name, str) or not name:
             raise PktflowValueError(f"a mempool name must be a non-empty string, not {name!r}")
-        n = _check_int(n, "n", 1, RING_SZ_MAX - 1)
-        elt_size = _check_int(elt_size, "elt_size", 0, 1 << 32)
-        private_data_size = _check_int(private_data_size, "private_data_size", 0, 1 << 16)
-        flags = _check_int(flags, "flags", 0, 0xFFFFFFFF)
+        n = checked_int(n, "n", 1, RING_SZ_MAX - 1)
+        elt_size = checked_int(elt_size, "elt_size", 0, 1 << 32)
+        private_data_size = checked_int(private_data_size, "private_data_size", 0, 1 << 16)
+        flags = checked_int(flags, "flags", 0, 0xFFFFFFFF)
         if flags & ~_KNOWN_FLAGS:
             raise PktflowValueError(f"unknown mempool flags {flags:#x}; known: NO_CACHE_ALIGN")
-        check_cache_size(cache_size, n)
+        cache_size = check_cache_size(cache_size, n)
         chosen = _registry.get_backend(backend)
         meta = self._plan(n, elt_size, private_data_size, cache_size, flags, debug)
 

@@ -10,11 +10,9 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any, NamedTuple
 
-import numpy as np
-
 from . import _registry
-from ._arrays import U32, checked_count, checked_handle, checked_out, ndarray
-from ._errors import ClosedError, NotFoundError, PktflowTypeError, PktflowValueError
+from ._arrays import U32, checked_count, checked_handle, checked_int, checked_out, ndarray
+from ._errors import ClosedError, NotFoundError, PktflowValueError
 from ._names import LocalNames
 from .abc import RING_F_EXACT_SZ, RING_F_SC_DEQ, RING_F_SP_ENQ, JitOps, U32Array
 from .abc import Ring as RingImpl
@@ -52,14 +50,11 @@ class BoundRing(NamedTuple):
 
 def ring_size(count: int, flags: int) -> tuple[int, int]:
     """(size, capacity) of a ring asked to hold ``count`` with ``flags``, as DPDK sizes it."""
-    if isinstance(count, bool) or not isinstance(count, (int, np.integer)):
-        raise PktflowTypeError(f"ring count must be an int, not {type(count).__name__}")
-    count = int(count)
     if flags & RING_F_EXACT_SZ:
-        if not 1 <= count < RING_SZ_MAX:
-            raise PktflowValueError(f"ring count {count} is outside 1..{RING_SZ_MAX - 1}")
+        count = checked_int(count, "ring count", 1, RING_SZ_MAX - 1)
         return 1 << count.bit_length(), count  # the next power of two above count
-    if count < 1 or count & (count - 1) or count > RING_SZ_MAX:
+    count = checked_int(count, "ring size (a power of two)", 1, RING_SZ_MAX)
+    if count & (count - 1):
         raise PktflowValueError(
             f"ring size {count} must be a power of two in 1..{RING_SZ_MAX} "
             "(or pass flags=RING_F_EXACT_SZ for an exact capacity)"
@@ -80,7 +75,8 @@ class Ring:
     def __init__(self, name: str, count: int, flags: int = 0, backend: str | None = None) -> None:
         if not isinstance(name, str) or not name:
             raise PktflowValueError(f"a ring name must be a non-empty string, not {name!r}")
-        if isinstance(flags, bool) or not isinstance(flags, int) or flags & ~_KNOWN_FLAGS:
+        flags = checked_int(flags, "ring flags", 0)
+        if flags & ~_KNOWN_FLAGS:
             raise PktflowValueError(
                 f"unknown ring flags {flags!r}; use RING_F_SP_ENQ | RING_F_SC_DEQ | RING_F_EXACT_SZ"
             )
