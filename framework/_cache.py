@@ -10,20 +10,21 @@ from __future__ import annotations
 import numpy as np
 
 from ._arrays import checked_int
-from ._errors import PktflowValueError
-from .abc import (
+from ._cache_layout import (
     C_FLUSHTHRESH,
     C_LEN,
+    C_MAGIC,
     C_OBJS,
     C_POOL_N,
     C_SIZE,
+    C_VERSION,
     CACHE_MAX_SIZE,
     CACHE_WORDS,
-    ERR_COUNT,
-    CacheOps,
-    Ring,
-    U32Array,
+    LAYOUT_VERSION,
+    MAGIC,
 )
+from ._errors import PktflowValueError
+from .abc import ERR_COUNT, CacheOps, Ring, U32Array
 
 __all__ = ["MempoolCache", "PyCache", "flush_threshold", "init_cache_row"]
 
@@ -50,6 +51,8 @@ def init_cache_row(row: U32Array, size: int, pool_n: int) -> None:
     row[C_SIZE] = size
     row[C_FLUSHTHRESH] = flush_threshold(size)
     row[C_POOL_N] = pool_n
+    row[C_VERSION] = LAYOUT_VERSION
+    row[C_MAGIC] = MAGIC
 
 
 class MempoolCache:

@@ -40,12 +40,7 @@ from ._arrays import (
 from ._cache import MempoolCache
 from ._errors import ClosedError, MbufError, MempoolError, PktflowTypeError, PktflowValueError
 from ._lcore import thread_state
-from ._memory import HugePages
-from ._mempool import M_SUBCLASS, Mempool
-from .abc import (
-    ERR_CORRUPT,
-    ERR_COUNT,
-    ERR_FOREIGN,
+from ._mbuf_layout import (
     H_BUF,
     H_DATA,
     H_DIRECT,
@@ -58,15 +53,23 @@ from .abc import (
     H_PORT,
     H_REFCNT,
     H_TIMESTAMP,
+    H_TX_OFFLOAD,
     H_WORDS,
     MBUF_F_INDIRECT,
+    MBUF_HEADER_DTYPE,
     NO_NEXT,
     P_BUF_LEN,
     P_HEADROOM,
+    P_MAGIC,
     P_POOL_ID,
-    MbufOps,
-    U32Array,
+    P_VERSION,
+    layout_problem,
 )
+from ._mbuf_layout import LAYOUT_VERSION as HEADER_LAYOUT_VERSION
+from ._mbuf_layout import MAGIC as HEADER_MAGIC
+from ._memory import HugePages
+from ._mempool import M_SUBCLASS, Mempool
+from .abc import ERR_CORRUPT, ERR_COUNT, ERR_FOREIGN, MbufOps, U32Array
 
 __all__ = [
     "BoundMbufPool",
@@ -91,28 +94,6 @@ MBUF_MAX_NB_SEGS = 0xFFFF  # nb_segs is 16 bits
 MBUF_PORT_INVALID = 0xFFFF
 MBUF_PRIV_ALIGN = 8
 SOCKET_ID_ANY = -1
-
-# The header words (pktflow.abc.H_*) field by field; uint16 pairs share a word.
-MBUF_HEADER_DTYPE = np.dtype(
-    {
-        "names": [
-            "refcnt", "next", "pkt_len", "buf_len", "data_off", "data_len", "nb_segs",
-            "port", "vlan_tci", "packet_type", "hash", "ol_flags", "timestamp",
-            "direct", "direct_pool",
-        ],
-        "formats": [
-            "<u4", "<u4", "<u4", "<u2", "<u2", "<u2", "<u2",
-            "<u2", "<u2", "<u4", "<u4", "<u8", "<u8",
-            "<u4", "<u4",
-        ],
-        "offsets": [
-            4 * H_REFCNT, 4 * H_NEXT, 4 * H_PKT_LEN, 4 * H_BUF, 4 * H_BUF + 2, 4 * H_DATA,
-            4 * H_DATA + 2, 4 * H_PORT, 4 * H_PORT + 2, 4 * H_PACKET_TYPE, 4 * H_HASH,
-            4 * H_OL_FLAGS, 4 * H_TIMESTAMP, 4 * H_DIRECT, 4 * H_DIRECT_POOL,
-        ],
-        "itemsize": 4 * H_WORDS,
-    }
-)  # fmt: skip
 
 _INDIRECT_HI = MBUF_F_INDIRECT >> 32  # the flag within the high word of ol_flags
 
@@ -191,6 +172,8 @@ class PktmbufPool(Mempool):
         words[n, P_POOL_ID] = self.pool_id
         words[n, P_BUF_LEN] = buf_len
         words[n, P_HEADROOM] = headroom
+        words[n, P_VERSION] = HEADER_LAYOUT_VERSION
+        words[n, P_MAGIC] = HEADER_MAGIC
         words[:n] = 0
         words[:n, H_REFCNT] = 1
         words[:n, H_NEXT] = NO_NEXT
@@ -198,6 +181,8 @@ class PktmbufPool(Mempool):
 
     def _bind(self, zone: Any, ring: Any, *, creator: bool, owns_zone: bool = True) -> None:
         super()._bind(zone, ring, creator=creator, owns_zone=owns_zone)
+        if not creator and (problem := layout_problem(self._header_words)) is not None:
+            raise PktflowValueError(f"mbuf pool {self.name!r}: {problem}")
         self.pool_id: int = int(self._meta[_M_POOL_ID])
         self.data_room_size: int = int(self._meta[_M_DATA_ROOM])
         self.priv_size: int = self.private_data_size
@@ -385,7 +370,7 @@ def _reset_headers(
     """rte_pktmbuf_reset of the given headers (the vectorised reference).
 
     Free mbufs already hold refcnt 1 and no next; hash and timestamp are the
-    application's, as in DPDK.
+    application's, as in DPDK; the tx_offload lengths start at 0.
     """
     rows = handles.astype(np.intp)
     words[rows, H_PKT_LEN] = 0
@@ -395,6 +380,7 @@ def _reset_headers(
     words[rows, H_PACKET_TYPE] = 0
     words[rows, H_OL_FLAGS] = 0
     words[rows, H_OL_FLAGS + 1] = 0
+    words[rows, H_TX_OFFLOAD] = 0
     words[rows, H_DIRECT] = handles
     words[rows, H_DIRECT_POOL] = pool_id
 
@@ -571,6 +557,9 @@ class Mbuf:
     hash = _Field(H_HASH, writable=True)
     ol_flags = _Field64(H_OL_FLAGS, reserved=MBUF_F_INDIRECT)
     timestamp = _Field64(H_TIMESTAMP)
+    l2_len = _Field(H_TX_OFFLOAD, 0, 8, writable=True)
+    l4_len = _Field(H_TX_OFFLOAD, 8, 8, writable=True)
+    l3_len = _Field(H_TX_OFFLOAD, 16, 16, writable=True)
 
     def __init__(self, pool: PktmbufPool, handle: int) -> None:
         self.pool = pool
@@ -872,7 +861,10 @@ def _attach(clone: Mbuf, source: Mbuf) -> None:
     owner_pool._refcnt_add(owner, 1)
     target = clone.pool._header_words
     row = target[clone.handle]
-    for word in (H_BUF, H_PORT, H_PACKET_TYPE, H_HASH, H_TIMESTAMP, H_TIMESTAMP + 1, H_OL_FLAGS):
+    for word in (
+        H_BUF, H_PORT, H_PACKET_TYPE, H_HASH, H_TIMESTAMP, H_TIMESTAMP + 1, H_OL_FLAGS,
+        H_TX_OFFLOAD,
+    ):  # fmt: skip
         row[word] = words[source.handle, word]
     row[H_OL_FLAGS + 1] = words[source.handle, H_OL_FLAGS + 1] | _INDIRECT_HI
     row[H_DATA] = _lo(int(words[source.handle, H_DATA])) | (1 << 16)

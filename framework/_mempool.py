@@ -33,12 +33,14 @@ from ._arrays import (
     one_handle,
 )
 from ._cache import MempoolCache, PyCache, check_cache_size, init_cache_row
+from ._cache_layout import C_LEN, CACHE_WORDS
+from ._cache_layout import layout_problem as cache_layout_problem
 from ._errors import ClosedError, MempoolError, NotFoundError, PktflowTypeError, PktflowValueError
 from ._lcore import MAX_LCORE, thread_state
 from ._memory import CACHE_LINE, HugePages, Zone
 from ._names import LocalNames
 from ._ring import RING_SZ_MAX, Ring
-from .abc import C_LEN, CACHE_WORDS, ERR_COUNT, RING_F_EXACT_SZ, CacheOps, U32Array
+from .abc import ERR_COUNT, RING_F_EXACT_SZ, CacheOps, U32Array
 
 __all__ = ["MEMPOOL_F_NO_CACHE_ALIGN", "BoundMempool", "Mempool"]
 
@@ -193,6 +195,8 @@ class Mempool:
         n = self.n
         caches = zone.array(np.uint32, (MAX_LCORE + 1) * CACHE_WORDS, int(meta[M_CACHES_OFF]))
         self._caches = caches.reshape(MAX_LCORE + 1, CACHE_WORDS)
+        if not creator and (problem := cache_layout_problem(self._caches)) is not None:
+            raise PktflowValueError(f"mempool {self.name!r}: {problem}")
         self._lcore_cache_lens = self._caches[:MAX_LCORE, C_LEN]
         self._rows: list[U32Array] = list(self._caches)
         self._debug_flags = zone.array(np.uint8, n, int(meta[M_DEBUG_OFF]))
@@ -248,7 +252,12 @@ class Mempool:
             zone.close()
             raise
         pool = cls.__new__(cls)
-        pool._bind(zone, ring, creator=False)
+        try:
+            pool._bind(zone, ring, creator=False)
+        except BaseException:
+            ring.close()
+            zone.close()
+            raise
         return pool
 
     # -- the hot path: one call per burst -----------------------------------

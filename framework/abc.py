@@ -27,36 +27,17 @@ import numpy.typing as npt
 
 from ._errors import NotFoundError
 
+# Transitional, not API: the mbuf header layout lives in pktflow._mbuf_layout;
+# these names stay importable from here until the pipeline modules that still
+# import them from pktflow.abc move to the new home.
+from ._mbuf_layout import H_DATA, H_NEXT, H_PKT_LEN, H_REFCNT, H_WORDS, NO_NEXT  # noqa: F401
+
 __all__ = [
-    "H_WORDS",
-    "H_REFCNT",
-    "H_NEXT",
-    "H_PKT_LEN",
-    "H_BUF",
-    "H_DATA",
-    "H_PORT",
-    "H_PACKET_TYPE",
-    "H_HASH",
-    "H_OL_FLAGS",
-    "H_TIMESTAMP",
-    "H_DIRECT",
-    "H_DIRECT_POOL",
-    "NO_NEXT",
-    "MBUF_F_INDIRECT",
-    "P_POOL_ID",
-    "P_BUF_LEN",
-    "P_HEADROOM",
+    "ERR_CLOSED",
+    "ERR_CORRUPT",
+    "ERR_COUNT",
     "ERR_FOREIGN",
     "ERR_OVERFLOW",
-    "ERR_CORRUPT",
-    "CACHE_MAX_SIZE",
-    "CACHE_WORDS",
-    "ERR_COUNT",
-    "C_FLUSHTHRESH",
-    "C_LEN",
-    "C_OBJS",
-    "C_POOL_N",
-    "C_SIZE",
     "RING_F_EXACT_SZ",
     "RING_F_SC_DEQ",
     "RING_F_SP_ENQ",
@@ -74,44 +55,13 @@ RING_F_SP_ENQ = 0x1  # the default enqueue is multi-producer
 RING_F_SC_DEQ = 0x2  # the default dequeue is multi-consumer
 RING_F_EXACT_SZ = 0x4  # capacity is exactly `count`; size rounds up past it
 
-# A mempool cache is one uint32 row (in the pool's zone for lcore caches, so
-# other processes can read its length): a few header words, then room for
-# twice the largest cache, because a put may add up to the flush threshold
-# and a refill brings ``size + missing`` objects.
-CACHE_MAX_SIZE = 512  # DPDK's RTE_MEMPOOL_CACHE_MAX_SIZE
-C_SIZE = 0  # the cache's nominal size; 0 = no cache (go to the ring)
-C_FLUSHTHRESH = 1  # 1.5 x size: a put crossing it flushes the whole cache
-C_LEN = 2  # objects in the cache now; only its owning lcore writes it
-C_POOL_N = 3  # handles are 0 .. pool_n - 1: a put checks its handles are
-C_OBJS = 16  # the objects, a stack: the most recently put on top
-CACHE_WORDS = C_OBJS + 2 * CACHE_MAX_SIZE
-ERR_COUNT = -22  # a count outside 0..len(array) (DPDK's -EINVAL)
-
-# An mbuf header is one row of 16 uint32 words (64 bytes) in the pool's zone;
-# pktflow.MBUF_HEADER_DTYPE names the same bytes field by field. Two uint16
-# fields share a word as (low half, high half), little-endian.
-H_WORDS = 16
-H_REFCNT = 0  # updated atomically once an mbuf may be shared
-H_NEXT = 1  # handle of the next segment (same pool), or NO_NEXT
-H_PKT_LEN = 2
-H_BUF = 3  # buf_len | data_off << 16
-H_DATA = 4  # data_len | nb_segs << 16
-H_PORT = 5  # port | vlan_tci << 16
-H_PACKET_TYPE = 6
-H_HASH = 7
-H_OL_FLAGS = 8  # uint64: words 8 and 9
-H_TIMESTAMP = 10  # uint64: words 10 and 11
-H_DIRECT = 12  # handle of the mbuf whose buffer holds the data (itself if direct)
-H_DIRECT_POOL = 13  # pool id of that mbuf
-NO_NEXT = 0xFFFFFFFF
-MBUF_F_INDIRECT = 1 << 62  # ol_flags: attached to another mbuf's buffer (DPDK's bit)
-# One row past the last header holds the pool's parameters for the kernels.
-P_POOL_ID = 0
-P_BUF_LEN = 1  # data room size: buf_len of every direct mbuf
-P_HEADROOM = 2  # data_off after alloc: min(PKTMBUF_HEADROOM, buf_len)
+# The error codes batch operations return instead of raising: backends'
+# kernels, and the operations ``bind`` hands out. Negative, as DPDK's are.
 ERR_FOREIGN = -1  # a handle that is not below the pool's n
 ERR_OVERFLOW = -2  # the free list overflowed: only a double free causes it
 ERR_CORRUPT = -3  # a chain longer than the pool: a cycle
+ERR_CLOSED = -9  # the ring or pool was closed (DPDK's -EBADF); nothing was touched
+ERR_COUNT = -22  # a count outside 0..len(array) (DPDK's -EINVAL)
 
 
 class JitOps(NamedTuple):
@@ -223,7 +173,8 @@ class Ring(ABC):
     def mbuf_ops(self, header_words: npt.NDArray[np.uint32]) -> MbufOps | None:
         """Faster mbuf alloc/free for a pool whose free list is this ring, or None.
 
-        ``header_words`` is the pool's (n + 1, H_WORDS) uint32 header array.
+        ``header_words`` is the pool's (n + 1, H_WORDS) uint32 header array
+        (layout: ``pktflow._mbuf_layout``).
 
         Usage: ``ops = impl.mbuf_ops(words)``
         """
@@ -241,7 +192,8 @@ class CacheOps(NamedTuple):
     Each entry is a callable bound to the pool's free-list ring (MP/MC,
     capacity ``pool_n``); a cache is a uint32 row laid out as the ``C_*``
     constants say. Plain callables, not methods, so a backend can hand out
-    compiled functions that run with no Python frame in between.
+    compiled functions that run with no Python frame in between. (The row
+    layout lives in ``pktflow._cache_layout``.)
 
     - ``get_bulk(cache, out, n) -> int``: take ``n`` handles into ``out``,
       cache first, refilling it with ``size + missing`` in one bulk; n or 0.

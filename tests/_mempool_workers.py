@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 import pktflow
-from pktflow.abc import C_LEN
+from pktflow._cache_layout import C_LEN
 
 
 def pattern(handle: int, size: int) -> np.ndarray:

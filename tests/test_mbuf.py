@@ -34,7 +34,8 @@ from pktflow import (
     Mbuf,
     PktmbufPool,
 )
-from pktflow.abc import C_LEN, H_BUF, H_DATA, H_PKT_LEN
+from pktflow._cache_layout import C_LEN
+from pktflow._mbuf_layout import H_BUF, H_DATA, H_PKT_LEN, P_MAGIC, P_VERSION
 
 NO_NEXT = 0xFFFFFFFF
 U32 = np.uint32
@@ -188,6 +189,7 @@ def assert_reset(pool: PktmbufPool, handles: np.ndarray) -> None:
         "refcnt": 1, "next": NO_NEXT, "pkt_len": 0, "data_len": 0, "nb_segs": 1,
         "buf_len": room, "data_off": min(PKTMBUF_HEADROOM, room), "port": MBUF_PORT_INVALID,
         "vlan_tci": 0, "packet_type": 0, "ol_flags": 0, "direct_pool": pool.pool_id,
+        "l2_len": 0, "l3_len": 0, "l4_len": 0,
     }  # fmt: skip
     for field, value in expected.items():
         bad = handles[h[field] != value]
@@ -198,6 +200,7 @@ def assert_reset(pool: PktmbufPool, handles: np.ndarray) -> None:
         assert (m.data_len, m.pkt_len, m.nb_segs, m.refcnt) == (0, 0, 1, 1)
         assert m.next is None and not m.is_indirect
         assert m.port == MBUF_PORT_INVALID and m.ol_flags == 0
+        assert (m.l2_len, m.l3_len, m.l4_len) == (0, 0, 0)
         assert m.headroom() == min(PKTMBUF_HEADROOM, room)
         assert m.tailroom() == room - m.headroom()
         assert bytes(m.data) == b""
@@ -232,6 +235,29 @@ def test_pool_is_a_mempool_with_headers(make_pool: Pools) -> None:
     # Shared pools are files (the pool's zone and its ring's): the teardown's
     # "nothing left behind" check looks at something real.
     assert bool(zone_files(make_pool.token)) is pktflow.get_backend(pool.backend).shared
+
+
+def test_tx_offload_lengths_sit_where_dpdk_keeps_them() -> None:
+    fields = pktflow.MBUF_HEADER_DTYPE.fields
+    assert fields is not None
+    offsets = {
+        name: (str(fields[name][0]), fields[name][1]) for name in ("l2_len", "l4_len", "l3_len")
+    }
+    assert offsets == {"l2_len": ("uint8", 56), "l4_len": ("uint8", 57), "l3_len": ("uint16", 58)}
+
+
+@pytest.mark.parametrize("word", [P_MAGIC, P_VERSION], ids=["magic", "version"])
+def test_attaching_checks_the_header_layout(make_pool: Pools, word: int) -> None:
+    pool = make_pool(n=4)
+    params = pool.header_words[pool.n]
+    saved = int(params[word])
+    params[word] = saved + 1  # another pktflow's layout, or no mbuf pool at all
+    try:
+        with pytest.raises(pktflow.PktflowValueError, match=r"mbuf header layout|bad magic"):
+            PktmbufPool.lookup(pool.name)
+    finally:
+        params[word] = saved
+    PktmbufPool.lookup(pool.name).close()
 
 
 @pytest.mark.parametrize("priv_size", [1, 4, 12, 60])
@@ -293,6 +319,7 @@ def dirty_everything(pool: PktmbufPool, clones: PktmbufPool) -> list[Mbuf]:
     a.prepend(10)[:] = b"\xbb" * 10  # type: ignore[index]
     a.port, a.vlan_tci, a.packet_type = 3, 0x0FFF, 0x11
     a.hash, a.ol_flags, a.timestamp = 0xDEADBEEF, 0x1234_5678, 99
+    a.l2_len, a.l3_len, a.l4_len = 14, 20, 8
     assert a.adj(5) and a.trim(5)
     heads.append(a)
     heads.append(packet(pool, b"first", b"second", b"third"))
@@ -301,7 +328,7 @@ def dirty_everything(pool: PktmbufPool, clones: PktmbufPool) -> list[Mbuf]:
     heads.append(heads[-1].clone(clones))  # clone of that clone
     while (m := pool.alloc()) is not None:  # the rest: prepended and port-tagged
         assert m.prepend(min(8, m.headroom())) is not None
-        m.port = 1
+        m.port, m.l2_len, m.l3_len, m.l4_len = 1, 255, 0xFFFF, 255
         heads.append(m)
     assert pool.avail_count() == 0
     return heads
@@ -527,6 +554,13 @@ def test_writable_fields_land_in_the_header(make_pool: Pools) -> None:
     )  # fmt: skip
     assert (int(row["ol_flags"]), int(row["timestamp"])) == ((1 << 63) | 5, (1 << 64) - 1)
     assert m.data_len == 0 and m.refcnt == 1  # neighbours in the same words untouched
+    m.l2_len, m.l3_len, m.l4_len = 14, 0x1234, 0xAB  # DPDK's tx_offload lengths
+    assert (row["l2_len"], row["l3_len"], row["l4_len"]) == (14, 0x1234, 0xAB)
+    assert pool.header_words[m.handle, 14] == 14 | 0xAB << 8 | 0x1234 << 16
+    m.l4_len = 20
+    assert (m.l2_len, m.l3_len, m.l4_len) == (14, 0x1234, 20)
+    with pytest.raises(ValueError):
+        m.l2_len = 256
     # The indirect flag is the pool's: setting it through ol_flags does nothing.
     m.ol_flags = MBUF_F_INDIRECT | 1
     assert m.ol_flags == 1 and not m.is_indirect
@@ -854,12 +888,14 @@ def test_clone_shares_the_data(make_pool: Pools) -> None:
     pool = make_pool(n=8)
     m = packet(pool, b"hello world")
     m.port, m.vlan_tci, m.packet_type, m.hash, m.ol_flags = 7, 42, 0x11, 0xABCD, 0x3
+    m.l2_len, m.l3_len, m.l4_len = 14, 20, 8
     c = m.clone()
     assert c is not None and c.pool is pool and c.handle != m.handle
     assert c.is_indirect and not m.is_indirect
     assert m.refcnt == 2 and c.refcnt == 1
     assert (c.pkt_len, c.data_len, c.nb_segs) == (11, 11, 1)
     assert (c.port, c.vlan_tci, c.packet_type, c.hash) == (7, 42, 0x11, 0xABCD)
+    assert (c.l2_len, c.l3_len, c.l4_len) == (14, 20, 8)  # rte_pktmbuf_attach copies them
     assert c.ol_flags == 0x3 | MBUF_F_INDIRECT  # the flags, plus "attached" (as DPDK)
     assert c.headroom() == m.headroom()
     row = pool.headers[c.handle]

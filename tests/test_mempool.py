@@ -22,7 +22,16 @@ from _mempool_workers import fill_objects, leave_objects_in_cache, pattern, spaw
 
 import pktflow
 import pktflow.backends
-from pktflow.abc import C_FLUSHTHRESH, C_LEN, C_OBJS, C_POOL_N, C_SIZE, CACHE_MAX_SIZE
+from pktflow._cache_layout import (
+    C_FLUSHTHRESH,
+    C_LEN,
+    C_MAGIC,
+    C_OBJS,
+    C_POOL_N,
+    C_SIZE,
+    C_VERSION,
+    CACHE_MAX_SIZE,
+)
 
 BACKENDS = ("pure", "numba", "hugepage")
 ZONE_DIRS = (Path("/dev/hugepages"), Path("/dev/shm"))
@@ -590,6 +599,19 @@ def test_bad_sizes(
     assert pools.leftovers() == []
     with pktflow.Mempool(name, 64, 8, backend=backend) as mp:
         assert mp.full()
+
+
+@pytest.mark.parametrize("word", [C_MAGIC, C_VERSION], ids=["magic", "version"])
+def test_attaching_checks_the_cache_row_layout(pools: Pools, backend: str, word: int) -> None:
+    mp = pools(16, cache_size=4)
+    saved = int(mp.cache_rows[3, word])
+    mp.cache_rows[3, word] = saved + 1  # another pktflow's layout
+    try:
+        with pytest.raises(pktflow.PktflowValueError, match=r"cache row layout|bad magic"):
+            pktflow.Mempool.lookup(mp.name)
+    finally:
+        mp.cache_rows[3, word] = saved
+    pktflow.Mempool.lookup(mp.name).close()
 
 
 def test_unknown_flag_bits_are_rejected(pools: Pools) -> None:

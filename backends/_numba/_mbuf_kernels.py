@@ -1,4 +1,4 @@
-"""DPDK's mbuf alloc/free jitted over a pool's header words (layout: ``pktflow.abc.H_*``).
+"""DPDK's mbuf alloc/free jitted over a pool's header words (layout: ``pktflow._mbuf_layout``).
 
 ``words`` is the pool's (n + 1, H_WORDS) uint32 header array; row n holds
 the pool's parameters (``P_*``). Refcounts change with atomic adds once an
@@ -11,11 +11,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from pktflow.abc import (
-    ERR_CORRUPT,
-    ERR_COUNT,
-    ERR_FOREIGN,
-    ERR_OVERFLOW,
+from pktflow._mbuf_layout import (
     H_BUF,
     H_DATA,
     H_DIRECT,
@@ -26,12 +22,14 @@ from pktflow.abc import (
     H_PKT_LEN,
     H_PORT,
     H_REFCNT,
+    H_TX_OFFLOAD,
     H_WORDS,
     NO_NEXT,
     P_BUF_LEN,
     P_HEADROOM,
     P_POOL_ID,
 )
+from pktflow.abc import ERR_CORRUPT, ERR_COUNT, ERR_FOREIGN, ERR_OVERFLOW
 
 from ._atomics import fetch_add, load_acquire
 from ._mempool_kernels import mempool_get_bulk, mempool_put_bulk
@@ -43,7 +41,7 @@ _PORT_INVALID = 0xFFFF  # DPDK's RTE_MBUF_PORT_INVALID
 
 @njit(inline="always")
 def _reset(words, h, buf, pool_id):
-    """rte_pktmbuf_reset: one segment, no data, default headroom, no flags.
+    """rte_pktmbuf_reset: one segment, no data, default headroom, no flags or lengths.
 
     A free mbuf already holds refcnt 1 and no next (``_recycle``); like DPDK,
     the hash and timestamp are left for the application to set.
@@ -55,6 +53,7 @@ def _reset(words, h, buf, pool_id):
     words[h, H_PACKET_TYPE] = 0
     words[h, H_OL_FLAGS] = 0
     words[h, H_OL_FLAGS + 1] = 0
+    words[h, H_TX_OFFLOAD] = 0
     words[h, H_DIRECT] = h
     words[h, H_DIRECT_POOL] = pool_id
 

@@ -1,6 +1,6 @@
 """DPDK's mempool cache algorithm (LTS 22.11) jitted over a ring's state array.
 
-A cache is a uint32 row (layout: ``pktflow.abc.C_*``) owned by one lcore,
+A cache is a uint32 row (layout: ``pktflow._cache_layout``) owned by one lcore,
 so its fields need no atomics; only the ring transfers do, and those are
 the ring kernels' multi-producer/multi-consumer bulk operations. One call
 moves a whole burst, so a get or put from Python is one jitted call.
@@ -11,16 +11,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from pktflow.abc import (
-    C_FLUSHTHRESH,
-    C_LEN,
-    C_OBJS,
-    C_POOL_N,
-    C_SIZE,
-    CACHE_MAX_SIZE,
-    ERR_FOREIGN,
-    ERR_OVERFLOW,
-)
+from pktflow._cache_layout import C_FLUSHTHRESH, C_LEN, C_OBJS, C_POOL_N, C_SIZE, CACHE_MAX_SIZE
+from pktflow.abc import ERR_FOREIGN, ERR_OVERFLOW
 
 from ._kernels import ERR_COUNT, _dequeue, _enqueue
 
