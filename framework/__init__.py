@@ -22,6 +22,7 @@ from ._errors import (
     MbufError,
     MempoolError,
     NotFoundError,
+    PipelineError,
     PktflowError,
     PktflowTypeError,
     PktflowValueError,
@@ -53,7 +54,10 @@ from ._registry import (
     register_backend,
 )
 from ._registry import unavailable_reason as backend_unavailable_reason
+from ._pipeline import Pipeline, Stats
 from ._ring import BoundRing, Ring
+from ._stage import Burst, Source, Stage, StageContext, StageStats
+from ._stage_types import register_stage, stage_type, stage_type_names
 from .abc import RING_F_EXACT_SZ, RING_F_SC_DEQ, RING_F_SP_ENQ
 
 __version__ = "0.1.0"
@@ -89,6 +93,17 @@ __all__ = [
     "MempoolCache",
     "MempoolError",
     "NotFoundError",
+    "PipelineError",
+    "Pipeline",
+    "Stats",
+    "Burst",
+    "Source",
+    "Stage",
+    "StageContext",
+    "StageStats",
+    "register_stage",
+    "stage_type",
+    "stage_type_names",
     "PktflowError",
     "PktflowTypeError",
     "PktflowValueError",

@@ -30,6 +30,9 @@ class MbufError(PktflowError):
 class ConfigError(PktflowError, ValueError):
     """A pipeline definition is wrong; names the file, line and key.
 
+    The message reads ``file:line: key: what is wrong``, each part present
+    when known.
+
     Usage: ``raise ConfigError("unknown stage type 'foo'", file=p, line=3, key="stages.a.type")``
     """
 
@@ -41,11 +44,22 @@ class ConfigError(PktflowError, ValueError):
         line: int | None = None,
         key: str | None = None,
     ) -> None:
-        self.file, self.line, self.key = file, line, key
-        where = ":".join(str(part) for part in (file, line) if part is not None)
-        prefix = f"{where}: " if where else ""
-        suffix = f" (key {key!r})" if key else ""
-        super().__init__(f"{prefix}{message}{suffix}")
+        self.file, self.line, self.key, self.reason = file, line, key, message
+        parts = [":".join(str(part) for part in (file, line) if part is not None), key, message]
+        super().__init__(": ".join(part for part in parts if part))
+
+
+class PipelineError(PktflowError):
+    """A pipeline failed while running: a stage raised, or a worker died.
+
+    Names the stage and its lcore; the original exception is chained.
+
+    Usage: ``except pktflow.PipelineError as exc: print(exc.stage, exc.__cause__)``
+    """
+
+    def __init__(self, message: str, *, stage: str | None = None, lcore: int | None = None):
+        self.stage, self.lcore = stage, lcore
+        super().__init__(message)
 
 
 class BackendError(PktflowError):

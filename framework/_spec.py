@@ -1,0 +1,578 @@
+"""The pipeline YAML: parsed and checked into typed structures before anything exists.
+
+``yaml.safe_load``'s data goes through msgspec ``Struct``s (strict types:
+"32" is not an int, no silent casts) section by section, so every error
+knows its key; the YAML nodes give each key's line. Then the graph rules:
+stage types, options against each constructor, pools, inputs, cycles,
+sources with inputs, stages no source feeds. Every error is one
+``ConfigError`` line: ``file:line: key: what is wrong (did you mean ...?)``.
+
+msgspec over pydantic: it is strict by default, small, fast, and its
+``convert`` validates plain data against the same types the runtime reads.
+
+Usage::
+
+    spec = load_spec_file("quick.yaml")      # or load_spec_text(text), load_spec_dict(d)
+    spec.stages["parse"].inputs              # [InputRef('gen', 'out')]
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal, NamedTuple, TypeVar
+
+import msgspec
+import yaml
+
+from ._errors import ConfigError
+from ._lcore import MAX_LCORE
+from ._mbuf import PKTMBUF_HEADROOM
+from ._stage import Source, Stage
+from ._registry import backend_names, did_you_mean
+from ._stage_types import stage_type
+
+__all__ = [
+    "ClusterSpec",
+    "EdgeSpec",
+    "InputRef",
+    "MempoolSpec",
+    "PipelineSpec",
+    "RuntimeSpec",
+    "StageSpec",
+    "load_spec_dict",
+    "load_spec_file",
+    "load_spec_text",
+]
+
+Poll = Literal["busy", "adaptive", "interrupt"]
+HugePagesMode = Literal["auto", "require", "never"]
+Full = Literal["block", "drop"]
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
+DEFAULT_POOL = "pkts"
+
+Path_ = tuple[str | int, ...]
+S = TypeVar("S", bound=msgspec.Struct)
+
+
+class _Spec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
+    pass
+
+
+class RuntimeSpec(_Spec):
+    """``runtime:``: burst size, poll mode, huge pages, CPUs, yield period."""
+
+    burst: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 32
+    poll: Poll = "adaptive"
+    hugepages: HugePagesMode = "auto"
+    cpus: list[Annotated[int, msgspec.Meta(ge=0)]] | None = None
+    yield_every: Annotated[int, msgspec.Meta(ge=1)] = 64
+
+
+class MempoolSpec(_Spec):
+    """A mempool of mbufs: ``data_room`` bytes of data after the 128-byte headroom."""
+
+    n: Annotated[int, msgspec.Meta(ge=1, le=(1 << 31) - 2)]
+    cache_size: Annotated[int, msgspec.Meta(ge=0, le=512)] = 256
+    data_room: Annotated[int, msgspec.Meta(ge=0, le=0xFFFF - PKTMBUF_HEADROOM)] = 2048
+    priv_size: Annotated[int, msgspec.Meta(ge=0, le=0xFFFF, multiple_of=8)] = 0
+    backend: str | None = None
+    hugepages: HugePagesMode | None = None
+
+
+class EdgeSpec(_Spec):
+    """A stage's input edges: ring ``size``, back-pressure ``full``, forced ``backend``."""
+
+    size: Annotated[int, msgspec.Meta(ge=2, le=1 << 30)] = 1024
+    full: Full = "block"
+    backend: str | None = None
+
+
+class ClusterSpec(_Spec):
+    """``cluster:``: shards on several machines (§7.7)."""
+
+    engine: Literal["ray"] = "ray"
+    address: str = "local"
+    nodes: Annotated[int, msgspec.Meta(ge=1)] = 2
+    on_failure: Literal["stop", "continue"] = "stop"
+
+
+class _StageKeys(_Spec):
+    """The keys every stage has; the rest of its mapping are its own options."""
+
+    type: str
+    inputs: list[str] = []
+    lcore: Annotated[int, msgspec.Meta(ge=0)] | list[Annotated[int, msgspec.Meta(ge=0)]] = 0
+    burst: Annotated[int, msgspec.Meta(ge=1, le=65535)] | None = None
+    edge: EdgeSpec | None = None
+    pool: str | None = None
+    node: Annotated[int, msgspec.Meta(ge=0)] | None = None
+
+
+_TOP_KEYS = ("name", "runtime", "mempools", "stages", "cluster")
+_STAGE_KEYS = frozenset(f.name for f in msgspec.structs.fields(_StageKeys))
+
+
+class InputRef(NamedTuple):
+    """One entry of ``inputs``: a stage's output."""
+
+    stage: str
+    output: str
+
+    def __str__(self) -> str:
+        return f"{self.stage}.{self.output}"
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """A checked stage: its class, options, pool, inputs and lcore(s)."""
+
+    name: str
+    type: str
+    cls: type[Stage]
+    options: dict[str, Any]
+    pool: str
+    inputs: list[InputRef]
+    lcores: list[int]
+    burst: int
+    edge: EdgeSpec
+
+    @property
+    def is_source(self) -> bool:
+        return issubclass(self.cls, Source)
+
+    @property
+    def lcore(self) -> int:
+        return self.lcores[0]
+
+
+@dataclass(frozen=True)
+class PipelineSpec:
+    """A checked pipeline: what ``Pipeline`` builds, in topological order."""
+
+    name: str
+    runtime: RuntimeSpec
+    mempools: dict[str, MempoolSpec]
+    stages: dict[str, StageSpec]  # sources first, every stage after its inputs
+    cluster: ClusterSpec | None = None
+    file: str | None = None
+    lines: dict[Path_, int] = field(default_factory=dict, repr=False)
+
+    def consumers(self, stage: str) -> dict[str, list[str]]:
+        """Output name -> the stages that take it, for ``stage``."""
+        table: dict[str, list[str]] = {out: [] for out in self.stages[stage].cls.outputs}
+        for other in self.stages.values():
+            for ref in other.inputs:
+                if ref.stage == stage:
+                    table[ref.output].append(other.name)
+        return table
+
+
+# -- entry points -------------------------------------------------------------
+
+
+def load_spec_file(path: str | Path) -> PipelineSpec:
+    """Read and check a pipeline YAML file.
+
+    Usage: ``spec = load_spec_file("pipelines/examples/quickstart.yaml")``
+    """
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the pipeline: {exc.strerror}", file=str(path)) from None
+    return load_spec_text(text, file=str(path))
+
+
+def load_spec_text(text: str, *, file: str | None = None) -> PipelineSpec:
+    """Check a pipeline given as YAML text (safe loading only).
+
+    Usage: ``spec = load_spec_text(open("q.yaml").read(), file="q.yaml")``
+    """
+    data, lines = _load_yaml(text, file)
+    return _Checker(file, lines).pipeline(data)
+
+
+def load_spec_dict(data: Mapping[str, Any]) -> PipelineSpec:
+    """Check a pipeline given as a mapping (what ``yaml.safe_load`` returns).
+
+    Usage: ``spec = load_spec_dict({"name": "p", "stages": {...}})``
+    """
+    return _Checker(None, {}).pipeline(data)
+
+
+# -- YAML with lines ------------------------------------------------------------
+
+
+def _load_yaml(text: str, file: str | None) -> tuple[Any, dict[Path_, int]]:
+    """The data of one YAML document and the line of every key and item in it."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            raise ConfigError("the file is empty: a pipeline needs name and stages", file=file)
+        lines: dict[Path_, int] = {(): node.start_mark.line + 1}
+        _record_lines(node, (), lines, file)
+        data = loader.construct_document(node)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else None
+        problem = exc.problem or exc.context or "malformed YAML"
+        raise ConfigError(f"YAML syntax: {problem}", file=file, line=line) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"YAML syntax: {exc}", file=file) from None
+    finally:
+        loader.dispose()
+    return data, lines
+
+
+def _record_lines(node: yaml.Node, path: Path_, lines: dict[Path_, int], file: str | None) -> None:
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key_node, value_node in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise ConfigError(
+                    "this key appears twice", file=file, line=line, key=_dotted((*path, key))
+                )
+            seen.add(key)
+            lines[(*path, key)] = line
+            _record_lines(value_node, (*path, key), lines, file)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            lines[(*path, i)] = item.start_mark.line + 1
+            _record_lines(item, (*path, i), lines, file)
+
+
+def _dotted(path: Path_) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+# -- the checks -------------------------------------------------------------------
+
+
+class _Checker:
+    def __init__(self, file: str | None, lines: dict[Path_, int]) -> None:
+        self.file = file
+        self.lines = lines
+
+    def error(self, path: Path_, message: str) -> ConfigError:
+        line = None
+        for cut in range(len(path), -1, -1):
+            line = self.lines.get(path[:cut])
+            if line is not None:
+                break
+        return ConfigError(message, file=self.file, line=line, key=_dotted(path) or None)
+
+    def mapping(self, value: Any, path: Path_, what: str) -> Mapping[str, Any]:
+        if not isinstance(value, Mapping):
+            raise self.error(path, f"{what} must be a mapping, not {_kind(value)}")
+        for key in value:
+            if not isinstance(key, str):
+                raise self.error(path, f"keys must be strings, not {_kind(key)} {key!r}")
+        return value
+
+    def unknown_keys(self, value: Mapping[str, Any], known: typing.Iterable[str], path: Path_):
+        known = list(known)
+        for key in value:
+            if key not in known:
+                raise self.error(
+                    (*path, key),
+                    f"unknown key {key!r}{did_you_mean(key, known)}; known: {', '.join(known)}",
+                )
+
+    def convert(self, value: Any, cls: type[S], path: Path_, what: str) -> S:
+        data = self.mapping(value if value is not None else {}, path, what)
+        self.unknown_keys(data, _field_names(cls), path)
+        try:
+            return msgspec.convert(data, cls)
+        except msgspec.ValidationError as exc:
+            message, sub = _split_msgspec_error(str(exc))
+            raise self.error((*path, *sub), message) from None
+
+    # -- sections ----------------------------------------------------------
+
+    def pipeline(self, data: Any) -> PipelineSpec:
+        top = self.mapping(data, (), "a pipeline")
+        self.unknown_keys(top, _TOP_KEYS, ())
+        for required in ("name", "stages"):
+            if required not in top:
+                raise self.error((), f"missing key {required!r}")
+        name = top["name"]
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise self.error(("name",), f"a pipeline name is letters, digits, _ and -: {name!r}")
+        runtime = self.convert(top.get("runtime"), RuntimeSpec, ("runtime",), "runtime")
+        cluster = None
+        if top.get("cluster") is not None:
+            cluster = self.convert(top["cluster"], ClusterSpec, ("cluster",), "cluster")
+            raise self.error(
+                ("cluster",),
+                "pipelines across machines are not supported by this version of pktflow",
+            )
+        mempools = self.mempools(top.get("mempools"))
+        raw_stages = self.mapping(top["stages"], ("stages",), "stages")
+        if not raw_stages:
+            raise self.error(("stages",), "a pipeline needs at least one stage")
+        stages = {
+            name: self.stage(name, raw, runtime, mempools)
+            for name, raw in raw_stages.items()
+        }
+        self.check_inputs(stages)
+        ordered = self.topological(stages)
+        return PipelineSpec(
+            name=name,
+            runtime=runtime,
+            mempools=mempools or {DEFAULT_POOL: MempoolSpec(n=8191)},
+            stages=ordered,
+            cluster=cluster,
+            file=self.file,
+            lines=self.lines,
+        )
+
+    def mempools(self, raw: Any) -> dict[str, MempoolSpec]:
+        pools: dict[str, MempoolSpec] = {}
+        for name, value in self.mapping(raw or {}, ("mempools",), "mempools").items():
+            path = ("mempools", name)
+            if not _NAME.match(name):
+                raise self.error(path, "a mempool name is letters, digits, _ and -")
+            pool = self.convert(value, MempoolSpec, path, "a mempool")
+            if pool.cache_size * 3 > pool.n * 2:
+                raise self.error(
+                    (*path, "cache_size"),
+                    f"cache_size {pool.cache_size} needs n >= 1.5 x cache_size "
+                    f"({pool.cache_size * 3 // 2}), n is {pool.n}",
+                )
+            if pool.backend is not None:
+                self.backend(pool.backend, (*path, "backend"))
+            pools[name] = pool
+        return pools
+
+    def backend(self, name: str, path: Path_) -> None:
+        names = backend_names()
+        if name not in names:
+            raise self.error(
+                path,
+                f"unknown ring backend {name!r}{did_you_mean(name, names)}; "
+                f"known: {', '.join(names)}",
+            )
+
+    def stage(
+        self, name: str, raw: Any, runtime: RuntimeSpec, mempools: dict[str, MempoolSpec]
+    ) -> StageSpec:
+        path: Path_ = ("stages", name)
+        if not _NAME.match(name):
+            raise self.error(path, "a stage name is letters, digits, _ and -")
+        data = self.mapping(raw, path, "a stage")
+        if "type" not in data:
+            raise self.error(path, "missing key 'type'")
+        known = {k: v for k, v in data.items() if k in _STAGE_KEYS}
+        options = {k: v for k, v in data.items() if k not in _STAGE_KEYS}
+        keys = self.convert(known, _StageKeys, path, "a stage")
+        cls = self.stage_class(keys.type, (*path, "type"))
+        options = self.options(cls, options, path)
+        lcores = keys.lcore if isinstance(keys.lcore, list) else [keys.lcore]
+        if not lcores:
+            raise self.error((*path, "lcore"), "an empty lcore list")
+        for i, lcore in enumerate(lcores):
+            where = (*path, "lcore", i) if isinstance(keys.lcore, list) else (*path, "lcore")
+            if lcore >= MAX_LCORE:
+                raise self.error(where, f"lcore {lcore} is outside 0..{MAX_LCORE - 1}")
+            if lcore != 0:
+                raise self.error(
+                    where,
+                    "this version of pktflow runs every stage on lcore 0 "
+                    "(the main lcore); process lcores come in a later release",
+                )
+        if keys.node is not None:
+            raise self.error((*path, "node"), "node: needs a cluster, which is not supported yet")
+        edge = keys.edge or EdgeSpec()
+        if keys.edge is not None:
+            if edge.size & (edge.size - 1):
+                raise self.error((*path, "edge", "size"), f"{edge.size} is not a power of two")
+            if edge.backend is not None:
+                self.backend(edge.backend, (*path, "edge", "backend"))
+        pool = self.pool_name(keys.pool, mempools, path)
+        inputs = [self.input_ref(ref, (*path, "inputs", i)) for i, ref in enumerate(keys.inputs)]
+        return StageSpec(
+            name=name,
+            type=keys.type,
+            cls=cls,
+            options=options,
+            pool=pool,
+            inputs=inputs,
+            lcores=lcores,
+            burst=keys.burst or runtime.burst,
+            edge=edge,
+        )
+
+    def stage_class(self, type_name: str, path: Path_) -> type[Stage]:
+        try:
+            return stage_type(type_name)
+        except ConfigError as exc:
+            raise self.error(path, exc.reason) from exc.__cause__
+
+    def options(self, cls: type[Stage], options: dict[str, Any], path: Path_) -> dict[str, Any]:
+        """The stage's own options, checked against its constructor's keywords and types."""
+        params = _option_params(cls)
+        if params is None:  # the constructor takes **options: anything goes
+            return options
+        for key in options:
+            if key not in params:
+                choices = [*params, *_STAGE_KEYS]
+                accepted = ", ".join(params) or "none"
+                raise self.error(
+                    (*path, key),
+                    f"{cls.__name__} takes no option {key!r}{did_you_mean(key, choices)}; "
+                    f"its options: {accepted}",
+                )
+        for key, param in params.items():
+            if param.default is inspect.Parameter.empty and key not in options:
+                raise self.error(path, f"{cls.__name__} needs the option {key!r}")
+        hints = _option_hints(cls, params)
+        checked = dict(options)
+        for key, value in options.items():
+            if key in hints:
+                try:
+                    checked[key] = msgspec.convert(value, hints[key])
+                except msgspec.ValidationError as exc:
+                    message, _ = _split_msgspec_error(str(exc))
+                    raise self.error((*path, key), message) from None
+        return checked
+
+    def pool_name(self, pool: str | None, mempools: dict[str, MempoolSpec], path: Path_) -> str:
+        if pool is None:
+            if len(mempools) > 1:
+                raise self.error(
+                    path, f"several mempools ({', '.join(mempools)}): say which with pool:"
+                )
+            return next(iter(mempools), DEFAULT_POOL)
+        if pool not in mempools:
+            declared = ", ".join(mempools) or "none"
+            raise self.error(
+                (*path, "pool"),
+                f"no mempool named {pool!r}{did_you_mean(pool, mempools)}; declared: {declared}",
+            )
+        return pool
+
+    def input_ref(self, ref: str, path: Path_) -> InputRef:
+        stage, _, output = ref.partition(".")
+        if not stage or (ref.count(".") and not output):
+            raise self.error(path, f"an input is 'stage' or 'stage.output', not {ref!r}")
+        return InputRef(stage, output or "out")
+
+    def check_inputs(self, stages: dict[str, StageSpec]) -> None:
+        for spec in stages.values():
+            path: Path_ = ("stages", spec.name, "inputs")
+            if spec.is_source and spec.inputs:
+                raise self.error(path, f"{spec.name!r} is a source ({spec.type}): it takes no inputs")
+            if not spec.is_source and not spec.inputs:
+                raise self.error(
+                    ("stages", spec.name),
+                    f"no source feeds {spec.name!r}: give it inputs (e.g. inputs: [gen])",
+                )
+            for i, ref in enumerate(spec.inputs):
+                if ref.stage not in stages:
+                    raise self.error(
+                        (*path, i),
+                        f'no stage named "{ref.stage}"{did_you_mean(ref.stage, stages)}',
+                    )
+                outputs = stages[ref.stage].cls.outputs
+                if ref.output not in outputs:
+                    raise self.error(
+                        (*path, i),
+                        f"stage {ref.stage!r} has no output {ref.output!r}"
+                        f"{did_you_mean(ref.output, outputs)}; its outputs: "
+                        f"{', '.join(outputs) or 'none'}",
+                    )
+                if ref.stage == spec.name:
+                    raise self.error((*path, i), f"{spec.name!r} cannot feed itself")
+            if len(set(spec.inputs)) != len(spec.inputs):
+                raise self.error(path, "the same input is named twice")
+
+    def topological(self, stages: dict[str, StageSpec]) -> dict[str, StageSpec]:
+        """Stages with every stage after its inputs; cycles are errors."""
+        ordered: dict[str, StageSpec] = {}
+        state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+        def visit(name: str, trail: list[str]) -> None:
+            if state.get(name) == 2:
+                return
+            if state.get(name) == 1:
+                cycle = [*trail[trail.index(name) :], name]
+                raise self.error(
+                    ("stages", name, "inputs"), f"the inputs form a cycle: {' -> '.join(cycle)}"
+                )
+            state[name] = 1
+            for ref in stages[name].inputs:
+                visit(ref.stage, [*trail, name])
+            state[name] = 2
+            ordered[name] = stages[name]
+
+        for name in stages:
+            visit(name, [])
+        return ordered
+
+
+def _field_names(cls: type[msgspec.Struct]) -> list[str]:
+    return [f.name for f in msgspec.structs.fields(cls)]
+
+
+def _kind(value: Any) -> str:
+    return "nothing" if value is None else type(value).__name__
+
+
+_MSGSPEC_AT = re.compile(r"^(.*) - at `\$(.*)`$", re.S)
+_PATH_PART = re.compile(r"\.([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]")
+
+
+def _split_msgspec_error(text: str) -> tuple[str, Path_]:
+    """msgspec's "Expected `int`, got `str` - at `$.edge.size`" as (message, path)."""
+    match = _MSGSPEC_AT.match(text)
+    if not match:
+        return text, ()
+    path: list[str | int] = []
+    for name, index in _PATH_PART.findall(match.group(2)):
+        path.append(name if name else int(index))
+    message = match.group(1).replace("`", "")
+    return message[0].lower() + message[1:], tuple(path)
+
+
+def _option_params(cls: type[Stage]) -> dict[str, inspect.Parameter] | None:
+    """The constructor's option keywords (after ``ctx``), or None if it takes ``**``."""
+    params = list(inspect.signature(cls.__init__).parameters.values())[2:]  # self, ctx
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return None
+    return {
+        p.name: p
+        for p in params
+        if p.kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    }
+
+
+def _option_hints(cls: type[Stage], params: dict[str, inspect.Parameter]) -> dict[str, Any]:
+    """Type hints of the options that msgspec can check (unresolvable ones are skipped)."""
+    try:
+        hints = typing.get_type_hints(cls.__init__, include_extras=True)
+    except Exception:
+        return {}
+    checked = {}
+    for name in params:
+        hint = hints.get(name)
+        if hint is None or hint is Any:
+            continue
+        try:
+            msgspec.convert(None, hint)
+        except msgspec.ValidationError:
+            checked[name] = hint
+        except (TypeError, ValueError):
+            continue  # a type msgspec does not know: left to the constructor
+        else:
+            checked[name] = hint
+    return checked

@@ -1,0 +1,324 @@
+"""The stage API: what a user writes to handle bursts of mbuf handles.
+
+A stage is DPDK's graph node written in Python: it receives a ``Burst`` (a
+reused uint32 array of handles and a count), works on the packets through
+jitted kernels over ``pool.headers`` and the pool's data, and gives every
+handle to exactly one of ``emit``, ``drop`` or ``free``. A ``Source`` fills
+bursts instead of receiving them. The runtime (``_walk.py``) wires each
+stage's outputs when the pipeline is built; this module only knows that an
+output is a callable taking a burst.
+
+Usage::
+
+    class Tag(pktflow.Stage):
+        def process(self, burst: pktflow.Burst) -> None:
+            self.ctx.pool.headers["port"][burst.handles] = 7
+            self.emit(burst)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+import numpy.typing as npt
+
+from ._errors import PipelineError, PktflowTypeError
+
+if TYPE_CHECKING:
+    from ._mbuf import PktmbufPool
+    from .abc import U32Array
+
+__all__ = ["Burst", "Outlet", "Source", "Stage", "StageContext", "StageStats"]
+
+# An output as the runtime wires it: called with a non-empty burst, it takes
+# the burst's handles (delivers, enqueues or frees them) and returns.
+Outlet = Callable[["Burst"], None]
+
+
+class StageStats:
+    """One stage's counters; plain ints the runtime adds to per burst.
+
+    ``drops`` counts what the stage dropped (``drop()``, an output nothing
+    consumes); what a sink frees with ``free()`` is not a drop.
+
+    Usage: ``ctx.stats.packets_in``
+    """
+
+    __slots__ = ("bursts", "bytes_in", "drops", "freed", "packets_in", "packets_out")
+
+    def __init__(self) -> None:
+        self.packets_in = 0
+        self.packets_out = 0
+        self.bytes_in = 0
+        self.drops = 0
+        self.freed = 0
+        self.bursts = 0
+
+    def accounted(self) -> int:
+        """Handles this stage has passed on, dropped or freed, ever."""
+        return self.packets_out + self.drops + self.freed
+
+    def as_dict(self, lcore: int) -> dict[str, int]:
+        """The JSON form of ``Stats.as_dict()["stages"][name]``."""
+        return {
+            "lcore": lcore,
+            "packets_in": self.packets_in,
+            "packets_out": self.packets_out,
+            "bytes_in": self.bytes_in,
+            "drops": self.drops,
+            "bursts": self.bursts,
+        }
+
+
+class StageContext:
+    """What a stage knows of where it runs: its name, lcore, pools and options.
+
+    Usage: ``self.ctx.pool.headers["pkt_len"][burst.handles]``
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        lcore: int,
+        pool: PktmbufPool,
+        pools: Mapping[str, PktmbufPool],
+        burst_size: int,
+        options: Mapping[str, Any],
+        replica: int = 0,
+        replicas: int = 1,
+    ) -> None:
+        self.name = name
+        self.lcore = lcore
+        self.pool = pool
+        self.pools = pools
+        self.burst_size = burst_size
+        self.options = options
+        self.replica = replica
+        self.replicas = replicas
+        self.stats = StageStats()
+
+    def __repr__(self) -> str:
+        return f"<StageContext {self.name!r} lcore={self.lcore} pool={self.pool.name!r}>"
+
+
+class Burst:
+    """A reused array of mbuf handles: ``handles`` is ``array[:n]``.
+
+    The runtime owns bursts and their arrays; a stage must not keep one
+    after ``process`` returns. ``take`` selects some handles into a new
+    burst (for splitting), leaving this one unchanged.
+
+    Usage::
+
+        small = burst.take(pool.headers["pkt_len"][burst.handles] < 128)
+        self.emit(small, "small")
+    """
+
+    __slots__ = ("_holder", "_sent", "array", "input", "n", "nbytes", "pool")
+
+    def __init__(self, array: U32Array, pool: PktmbufPool | None = None) -> None:
+        self.array = array
+        self.n = 0
+        self.pool = pool
+        # The input edge the burst arrived on ("gen.out"), set per delivery.
+        self.input = ""
+        # Bytes of its packets (sum of pkt_len) as it reached the current stage.
+        self.nbytes = 0
+        # The stage holding the burst now: its take buffers serve ``take``.
+        self._holder: Stage | None = None
+        # Set when the stage that made this burst by ``take`` passed it on.
+        self._sent = False
+
+    @property
+    def capacity(self) -> int:
+        """Length of ``array``: the most handles this burst can hold."""
+        return int(self.array.shape[0])
+
+    @property
+    def handles(self) -> U32Array:
+        """The handles, ``array[:n]`` (a view)."""
+        return self.array[: self.n]
+
+    def take(self, selection: npt.ArrayLike | slice) -> Burst:
+        """A new burst of the selected handles: a boolean mask over ``handles``,
+        indices into it, or a slice. Each handle must then leave through one burst.
+
+        Usage: ``bad = burst.take(slice(k, burst.n))``
+        """
+        holder = self._holder
+        if holder is None:
+            raise PipelineError("take() is for a burst a stage is processing")
+        chosen = self.array[: self.n][selection]
+        if not isinstance(chosen, np.ndarray) or chosen.ndim != 1:
+            raise PktflowTypeError("take() needs a mask, an index array or a slice")
+        out = holder._take_buffer(self.capacity)
+        k = chosen.shape[0]
+        out.array[:k] = chosen
+        out.n = k
+        out.nbytes = -1  # not counted: a stage taking it computes it if it needs it
+        out.pool = self.pool
+        out.input = self.input
+        out._holder = holder
+        return out
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __repr__(self) -> str:
+        return f"<Burst n={self.n} capacity={self.capacity} input={self.input!r}>"
+
+
+def _unwired(burst: Burst) -> None:
+    raise PipelineError("this stage is not part of a running pipeline")
+
+
+class Stage:
+    """A step of a pipeline: receives bursts, emits, drops or frees their handles.
+
+    Subclasses set ``outputs`` (default ``("out",)``), take their YAML
+    options as keyword-only constructor arguments, and implement
+    ``process`` (plain or ``async def``). ``start``/``stop`` run once on
+    the stage's lcore, before the first burst and after the last.
+
+    Usage::
+
+        class Tag(pktflow.Stage):
+            def __init__(self, ctx, *, mark: int = 7):
+                super().__init__(ctx)
+                self.mark = mark
+
+            def process(self, burst):
+                self.ctx.pool.headers["port"][burst.handles] = self.mark
+                self.emit(burst)
+    """
+
+    outputs: ClassVar[tuple[str, ...]] = ("out",)
+
+    def __init__(self, ctx: StageContext) -> None:
+        self.ctx = ctx
+        self.stats = ctx.stats
+        # Output name -> what taking a burst means there; wired by the runtime.
+        self._outlets: dict[str, Outlet] = dict.fromkeys(self.outputs, _unwired)
+        self._takes: list[Burst] = []
+        self._takes_used = 0
+
+    def process(self, burst: Burst) -> Any:
+        """Handle one burst: every handle to ``emit``, ``drop`` or ``free``.
+
+        Usage: ``self.emit(burst)``
+        """
+        raise PipelineError(f"stage {self.ctx.name!r} ({type(self).__name__}) has no process()")
+
+    async def start(self) -> None:
+        """Run once on the stage's lcore before the first burst (optional)."""
+
+    async def stop(self) -> None:
+        """Run once on the stage's lcore after the last burst (optional)."""
+
+    def emit(self, burst: Burst, output: str = "out") -> None:
+        """Pass the burst's handles on through ``output``; never blocks.
+
+        An empty burst does nothing; handles emitted to an output nothing
+        consumes are dropped and counted.
+
+        Usage: ``self.emit(burst, "invalid")``
+        """
+        if burst.n:
+            if burst._holder is self:
+                burst._sent = True
+            self.stats.packets_out += burst.n
+            try:
+                outlet = self._outlets[output]
+            except KeyError:
+                raise PipelineError(
+                    f"stage {self.ctx.name!r} has no output {output!r}; "
+                    f"declared: {', '.join(self.outputs)}"
+                ) from None
+            outlet(burst)
+
+    def drop(self, burst: Burst) -> None:
+        """Free the burst's handles and count them as this stage's drops.
+
+        Usage: ``self.drop(burst)``
+        """
+        if burst.n:
+            if burst._holder is self:
+                burst._sent = True
+            self.stats.drops += burst.n
+            _free(burst)
+
+    def free(self, burst: Burst) -> None:
+        """Free the burst's handles: what a sink does with what it consumed.
+
+        Usage: ``self.free(burst)``
+        """
+        if burst.n:
+            if burst._holder is self:
+                burst._sent = True
+            self.stats.freed += burst.n
+            _free(burst)
+
+    def _take_buffer(self, capacity: int) -> Burst:
+        used = self._takes_used
+        if used == len(self._takes) or self._takes[used].capacity < capacity:
+            buffer = Burst(np.empty(max(capacity, self.ctx.burst_size), dtype=np.uint32))
+            if used == len(self._takes):
+                self._takes.append(buffer)
+            else:
+                self._takes[used] = buffer
+        self._takes_used = used + 1
+        buffer = self._takes[used]
+        buffer._sent = False
+        return buffer
+
+    def _unsent_handles(self, burst: Burst, accounted: int) -> U32Array:
+        """What this stage still held of ``burst`` when it failed, having
+        passed on ``accounted`` handles during that call."""
+        handles = burst.array[: burst.n]
+        if accounted == 0:
+            return handles
+        if accounted >= burst.n:
+            return handles[:0]
+        sent = [t.array[: t.n] for t in self._takes[: self._takes_used] if t._sent]
+        if not sent:
+            return handles[:0]
+        return np.setdiff1d(handles, np.concatenate(sent)).astype(np.uint32)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.ctx.name!r}>"
+
+
+class Source(Stage):
+    """A stage that makes packets: ``poll`` fills a burst with mbufs it allocated.
+
+    ``poll`` (plain or ``async def``) returns how many handles it put in
+    ``burst.array`` (0: nothing now; the runtime polls again after a
+    back-off that depends on the poll mode), or None when the source is
+    exhausted. The runtime emits what it returns through ``out``.
+
+    Usage::
+
+        class Numbers(pktflow.Source):
+            def poll(self, burst):
+                return self.ctx.pool.alloc_bulk(burst.array, burst.capacity)
+    """
+
+    def poll(self, burst: Burst) -> Any:
+        """Fill ``burst.array[:k]`` with fresh mbufs; k, 0 for nothing now, None at the end.
+
+        Usage: ``return self.ctx.pool.alloc_bulk(burst.array, burst.capacity)``
+        """
+        raise PipelineError(f"source {self.ctx.name!r} ({type(self).__name__}) has no poll()")
+
+    def process(self, burst: Burst) -> Any:
+        raise PipelineError(f"source {self.ctx.name!r} takes no input")
+
+
+def _free(burst: Burst) -> None:
+    pool = burst.pool
+    if pool is None:
+        raise PipelineError("a burst with handles but no pool")
+    pool.free_bulk(burst.array, burst.n)

@@ -1,0 +1,436 @@
+"""One lcore's run-to-completion walk of its part of the graph (rte_graph's walk).
+
+The walk is one coroutine. It polls the lcore's sources and the rings that
+feed it; a burst a stage emits goes straight into the next stage on the
+same lcore (an ``_Inlet`` called from ``emit``: no ring, no task switch),
+so a burst crosses the whole subgraph before the next poll. Outputs are
+wired once, when the graph is built:
+
+- one consumer: that consumer's inlet;
+- several (fan-out): every chain's refcnt is raised once per extra
+  consumer (one jitted call), later consumers get a copy of the handles,
+  and each frees its own reference;
+- none: the handles are freed and counted as the stage's drops;
+- a ring (``edge.backend``, and lcores apart): ``_RingEdge``, whose
+  consumer side the walk polls like a source. What does not fit waits in
+  the edge's backlog (``full: block``; the sources feeding it pause until
+  it is empty) or is freed and counted (``full: drop``).
+
+A stage whose ``process`` is ``async def`` gets its bursts through a queue
+the walk awaits after each dispatch; sync stages never await. The choice
+is made when the inlet is built, not per burst.
+
+Usage (the runtime's)::
+
+    walk = Walk(lcore=0, sources=[...], rings=[...], runtime=spec.runtime)
+    await walk.run(count=None)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import inspect
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ._burst_kernels import burst_bytes, refcnt_add_bulk
+from ._errors import PipelineError
+from ._stage import Burst, Source, Stage
+
+if TYPE_CHECKING:
+    from ._mbuf import PktmbufPool
+    from ._ring import Ring
+    from ._spec import RuntimeSpec
+
+__all__ = ["FanOut", "Inlet", "RingEdge", "SourceRun", "Walk", "unconsumed"]
+
+# adaptive: empty rounds polled at once (about 100 µs of polling) before sleeping.
+_SPIN_ROUNDS = 64
+_FIRST_PAUSE_S = 50e-6
+_MAX_PAUSE_S = 1e-3
+
+
+class StageFailed(BaseException):
+    """Unwinds the walk from a failed stage up to the walk loop.
+
+    A BaseException, as ``CancelledError`` is, so that a stage's
+    ``except Exception`` around ``emit`` does not swallow it.
+    """
+
+    def __init__(self, stage: Stage, cause: BaseException) -> None:
+        super().__init__(stage.ctx.name)
+        self.stage = stage
+        self.cause = cause
+
+
+# Failures that unwind as they are: a downstream stage's, or the loop's own.
+_PASS_THROUGH = (StageFailed, KeyboardInterrupt, SystemExit, asyncio.CancelledError)
+
+
+def _release_unsent(stage: Stage, burst: Burst, accounted: int) -> None:
+    """Free what a failed stage still held of its burst (so pools end full)."""
+    held = stage._unsent_handles(burst, accounted)
+    if held.shape[0] and burst.pool is not None:
+        burst.pool.free_bulk(np.ascontiguousarray(held, dtype=np.uint32))
+
+
+class Inlet:
+    """One input edge of a stage on this lcore: counts the burst, runs ``process``."""
+
+    __slots__ = ("async_queue", "name", "process", "stage", "stats")
+
+    def __init__(self, stage: Stage, name: str, pending: Pending) -> None:
+        self.stage = stage
+        self.name = name  # "gen.out": what Burst.input reads
+        self.stats = stage.stats
+        self.process = stage.process
+        # Bursts for an async stage wait in the walk's queue until it awaits them.
+        self.async_queue: _AsyncQueue | None = (
+            _AsyncQueue(stage.ctx.burst_size, pending)
+            if inspect.iscoroutinefunction(stage.process)
+            else None
+        )
+
+    def deliver(self, burst: Burst) -> None:
+        """Run the stage on ``burst`` now (or queue it for an async stage)."""
+        if self.async_queue is not None:
+            self.async_queue.put(self, burst)
+            return
+        stage, before = self.stage, self._arrive(burst)
+        try:
+            self.process(burst)
+        except _PASS_THROUGH:
+            self._release(burst, before)
+            raise
+        except Exception as exc:
+            self._release(burst, before)
+            raise StageFailed(self.stage, exc) from exc
+
+    async def deliver_async(self, burst: Burst) -> None:
+        """``deliver`` for an async stage: awaits its ``process``."""
+        before = self._arrive(burst)
+        try:
+            await self.process(burst)
+        except _PASS_THROUGH:
+            self._release(burst, before)
+            raise
+        except Exception as exc:
+            self._release(burst, before)
+            raise StageFailed(self.stage, exc) from exc
+
+    def _arrive(self, burst: Burst) -> int:
+        """Count the burst in, make the stage its holder; what the stage had accounted."""
+        stats, n = self.stats, burst.n
+        stats.packets_in += n
+        stats.bursts += 1
+        nbytes = burst_bytes(burst.pool._header_words, burst.array, n)  # type: ignore[union-attr]
+        stats.bytes_in += nbytes
+        burst.nbytes = nbytes
+        burst.input = self.name
+        burst._holder = self.stage
+        self.stage._takes_used = 0
+        return stats.packets_out + stats.drops + stats.freed
+
+    def _release(self, burst: Burst, before: int) -> None:
+        """Free what the stage still held of ``burst`` when it failed."""
+        _release_unsent(self.stage, burst, self.stats.accounted() - before)
+
+
+class _AsyncQueue:
+    """Copies of bursts bound for one async stage, and a free list of buffers."""
+
+    def __init__(self, capacity: int, pending: Pending) -> None:
+        self.capacity = capacity
+        self.pending = pending
+        self.spare: list[Burst] = []
+
+    def put(self, inlet: Inlet, burst: Burst) -> None:
+        copy = self.spare.pop() if self.spare else Burst(np.empty(self.capacity, np.uint32))
+        if copy.capacity < burst.n:
+            copy = Burst(np.empty(burst.n, np.uint32))
+        copy.array[: burst.n] = burst.array[: burst.n]
+        copy.n, copy.pool = burst.n, burst.pool
+        self.pending.append((inlet, copy))
+
+
+async def _run_async_pending(pending: Pending) -> None:
+    """Await every queued async delivery (they may queue more)."""
+    while pending:
+        inlet, burst = pending.popleft()
+        await inlet.deliver_async(burst)
+        assert inlet.async_queue is not None
+        inlet.async_queue.spare.append(burst)
+
+
+def unconsumed(stage: Stage) -> Callable[[Burst], None]:
+    """The outlet of an output nothing consumes: free and count as drops."""
+    stats = stage.stats
+
+    def drop_unconsumed(burst: Burst) -> None:
+        stats.packets_out -= burst.n
+        stats.drops += burst.n
+        assert burst.pool is not None
+        burst.pool.free_bulk(burst.array, burst.n)
+
+    return drop_unconsumed
+
+
+class FanOut:
+    """An output several stages consume: one reference per consumer."""
+
+    __slots__ = ("copies", "inlets")
+
+    def __init__(self, inlets: Sequence[Inlet], capacity: int) -> None:
+        self.inlets = list(inlets)
+        self.copies = [Burst(np.empty(capacity, np.uint32)) for _ in self.inlets[1:]]
+
+    def __call__(self, burst: Burst) -> None:
+        n, pool = burst.n, burst.pool
+        assert pool is not None
+        extra = len(self.copies)
+        if self.copies[0].capacity < n:
+            self.copies = [Burst(np.empty(n, np.uint32)) for _ in range(extra)]
+        refcnt_add_bulk(pool._header_words, burst.array, n, extra)
+        for copy in self.copies:
+            copy.array[:n] = burst.array[:n]
+            copy.n, copy.pool = n, pool
+        self.inlets[0].deliver(burst)
+        for i, copy in enumerate(self.copies):
+            try:
+                self.inlets[i + 1].deliver(copy)
+            except BaseException:
+                # The consumers not reached yet still hold a reference each.
+                for rest in self.copies[i + 1 :]:
+                    pool.free_bulk(rest.array, rest.n)
+                raise
+
+
+class RingEdge:
+    """An edge through a ring: the producer's outlet and the consumer's poll."""
+
+    def __init__(
+        self,
+        name: str,
+        ring: Ring,
+        inlet: Inlet,
+        pool: PktmbufPool,
+        *,
+        full: str,
+        burst_size: int,
+    ) -> None:
+        self.name = name  # "a.out->b"
+        self.ring = ring
+        self.inlet = inlet
+        self.pool = pool
+        self.block = full == "block"
+        self.drops = 0
+        self.rx = Burst(np.empty(burst_size, np.uint32), pool)
+        self.backlog = np.empty(max(4 * burst_size, 64), np.uint32)
+        self.backlog_n = 0
+
+    def __call__(self, burst: Burst) -> None:
+        """Enqueue the burst; what does not fit waits (block) or is dropped."""
+        if burst.pool is not self.pool:
+            raise PipelineError(
+                f"edge {self.name} carries mbufs of pool {self.pool.name!r}, "
+                f"not of {getattr(burst.pool, 'name', None)!r}"
+            )
+        n = burst.n
+        sent = 0 if self.backlog_n else self.ring.enqueue_burst(burst.array, n)
+        if sent == n:
+            return
+        if not self.block:
+            self.drops += n - sent
+            self.pool.free_bulk(burst.array[sent:n])
+            return
+        rest = n - sent
+        if self.backlog_n + rest > self.backlog.shape[0]:
+            grown = np.empty(2 * (self.backlog_n + rest), np.uint32)
+            grown[: self.backlog_n] = self.backlog[: self.backlog_n]
+            self.backlog = grown
+        self.backlog[self.backlog_n : self.backlog_n + rest] = burst.array[sent:n]
+        self.backlog_n += rest
+
+    def flush(self) -> int:
+        """Move backlog into the ring; how many moved."""
+        k = self.ring.enqueue_burst(self.backlog, self.backlog_n)
+        if k:
+            left = self.backlog_n - k
+            self.backlog[:left] = self.backlog[k : self.backlog_n]
+            self.backlog_n = left
+        return k
+
+    def poll(self) -> int:
+        """Deliver one burst from the ring to the consumer; how many handles."""
+        rx = self.rx
+        k = self.ring.dequeue_burst(rx.array, rx.capacity)
+        if k:
+            rx.n = k
+            self.inlet.deliver(rx)
+        return k
+
+    def pending(self) -> int:
+        return self.ring.count() + self.backlog_n
+
+
+class SourceRun:
+    """A source on this lcore: its burst, its poll, the ring edges it feeds."""
+
+    def __init__(self, stage: Source, burst: Burst, rings: Sequence[RingEdge]) -> None:
+        self.stage = stage
+        self.burst = burst
+        self.poll = stage.poll
+        self.is_async = inspect.iscoroutinefunction(stage.poll)
+        self.rings = list(rings)  # ring edges reachable through direct edges: back-pressure
+        self.done = False
+
+    def blocked(self) -> bool:
+        return any(edge.backlog_n for edge in self.rings)
+
+
+class Walk:
+    """One lcore's walk: sources and ring inputs, round after round, until the end."""
+
+    def __init__(
+        self,
+        lcore: int,
+        sources: Sequence[SourceRun],
+        rings: Sequence[RingEdge],
+        runtime: RuntimeSpec,
+    ) -> None:
+        self.lcore = lcore
+        self.sources = list(sources)
+        self.rings = list(rings)
+        self.poll_mode = runtime.poll
+        self.yield_every = runtime.yield_every
+        self.stopping = False
+        self.failure: PipelineError | None = None
+        # Deliveries queued for async stages (``Inlet``s built with it).
+        self.pending: Pending = collections.deque()
+        self.has_async = False
+        self.packets = 0  # handles the sources made
+        self.started = self.ended = 0.0
+
+    def request_stop(self) -> None:
+        """Stop polling sources; the walk drains the rings and ends."""
+        self.stopping = True
+
+    async def run(self, count: int | None = None) -> None:
+        """Walk until every source is exhausted (or ``count`` packets, or a stop), then drain."""
+        self.started = time.perf_counter()
+        try:
+            await self._rounds(count)
+            await self._drain()
+        finally:
+            self.ended = time.perf_counter()
+
+    async def _rounds(self, count: int | None) -> None:
+        idle_rounds, pause = 0, _FIRST_PAUSE_S
+        since_yield = 0
+        has_async = self.has_async
+        while not self.stopping:
+            active = [s for s in self.sources if not s.done]
+            if not active and not any(edge.pending() for edge in self.rings):
+                return
+            moved = 0
+            try:
+                moved += self._poll_rings()
+                for source in active:
+                    if source.blocked():
+                        continue
+                    burst = source.burst
+                    burst._holder = source.stage
+                    if source.is_async:
+                        k = await source.poll(burst)
+                    else:
+                        k = source.poll(burst)
+                    if k is None:
+                        source.done = True
+                        continue
+                    if k:
+                        moved += self._emit_polled(source, burst, k)
+                        since_yield += 1
+                        if count is not None and self.packets >= count:
+                            self.stopping = True
+                    if has_async:
+                        await _run_async_pending(self.pending)
+            except StageFailed as failed:
+                self._fail(failed)
+                return
+            if moved:
+                idle_rounds, pause = 0, _FIRST_PAUSE_S
+                if since_yield >= self.yield_every:
+                    since_yield = 0
+                    await asyncio.sleep(0)
+                continue
+            idle_rounds += 1
+            since_yield = 0
+            if self.poll_mode == "busy" or (
+                self.poll_mode == "adaptive" and idle_rounds <= _SPIN_ROUNDS
+            ):
+                await asyncio.sleep(0)
+            else:
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, _MAX_PAUSE_S)
+
+    def _emit_polled(self, source: SourceRun, burst: Burst, k: int) -> int:
+        if not 0 < k <= burst.capacity or type(k) is not int:
+            raise StageFailed(
+                source.stage,
+                PipelineError(f"poll() returned {k!r}: not an int in 0..{burst.capacity} or None"),
+            )
+        burst.n = k
+        stats = source.stage.stats
+        stats.bursts += 1
+        self.packets += k
+        burst.input = ""
+        try:
+            source.stage.emit(burst)
+        except StageFailed:
+            raise
+        except Exception as exc:
+            raise StageFailed(source.stage, exc) from exc
+        return k
+
+    def _poll_rings(self) -> int:
+        moved = 0
+        for edge in self.rings:
+            if edge.backlog_n:
+                moved += edge.flush()
+            moved += edge.poll()
+        return moved
+
+    async def _drain(self) -> None:
+        """Deliver what the rings and backlogs still hold (sources stopped)."""
+        idle = 0
+        while self.rings and any(edge.pending() for edge in self.rings):
+            try:
+                moved = self._poll_rings()
+                await _run_async_pending(self.pending)
+            except StageFailed as failed:
+                self._fail(failed)
+                moved = 1
+            if moved:
+                idle = 0
+                await asyncio.sleep(0)
+            else:
+                idle += 1
+                await asyncio.sleep(min(_FIRST_PAUSE_S * idle, _MAX_PAUSE_S))
+
+    def _fail(self, failed: StageFailed) -> None:
+        """Record the first failure and stop the sources; later ones are chained by it."""
+        self.stopping = True
+        if self.failure is None:
+            name = failed.stage.ctx.name
+            error = PipelineError(
+                f"stage {name!r} (lcore {self.lcore}) failed: "
+                f"{type(failed.cause).__name__}: {failed.cause}",
+                stage=name,
+                lcore=self.lcore,
+            )
+            error.__cause__ = failed.cause
+            self.failure = error

@@ -1,0 +1,47 @@
+"""Sinks: ``counter`` (packets and bytes per input, then frees) and ``drop`` (frees, counted).
+
+Usage (YAML)::
+
+    count: {type: counter, inputs: [parse]}
+    bad:   {type: drop, inputs: [parse.invalid]}
+"""
+
+from __future__ import annotations
+
+import pktflow
+
+__all__ = ["Counter", "Drop"]
+
+
+class Counter(pktflow.Stage):
+    """Counts packets and bytes per input edge, then frees them."""
+
+    outputs = ()
+
+    def __init__(self, ctx: pktflow.StageContext) -> None:
+        super().__init__(ctx)
+        self.per_input: dict[str, list[int]] = {}
+
+    def process(self, burst: pktflow.Burst) -> None:
+        row = self.per_input.get(burst.input)
+        if row is None:
+            row = self.per_input[burst.input] = [0, 0]
+        row[0] += burst.n
+        row[1] += burst.nbytes
+        self.free(burst)
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """``{input: {"packets", "bytes"}}`` so far.
+
+        Usage: ``pipeline.stage("count").counts()``
+        """
+        return {name: {"packets": p, "bytes": b} for name, (p, b) in self.per_input.items()}
+
+
+class Drop(pktflow.Stage):
+    """Frees every packet and counts it as a drop."""
+
+    outputs = ()
+
+    def process(self, burst: pktflow.Burst) -> None:
+        self.drop(burst)
