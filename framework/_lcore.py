@@ -2,10 +2,16 @@
 
 An lcore owns the mempool caches at its index, so two threads (in any two
 processes sharing a pool) must never hold the same id. Ids are claimed in
-a small machine-wide table (``/dev/shm/pktflow-lcores``) under an ``flock``;
-a claim dies with its thread or process, and the claims of processes that
-no longer exist are taken back. Registration is rare; ``lcore_id()`` is a
-thread-local read.
+a small machine-wide table under an ``flock``; a claim dies with its
+thread or process, and the claims of processes that no longer exist are
+taken back. Registration is rare; ``lcore_id()`` is a thread-local read.
+
+The table is ``/dev/shm/pktflow-lcores`` unless the environment variable
+``PKTFLOW_LCORE_TABLE`` names another file (read each time the table is
+opened, so set it before registering; spawned children inherit it).
+Programs that share pools must share the table; a test run can keep its
+own. Layout: a header (magic ``PKTFLCOR``, layout version, slot count)
+checked on every open, then one slot per lcore id.
 
 Usage::
 
@@ -20,10 +26,12 @@ import fcntl
 import os
 import struct
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from ._arrays import checked_int
-from ._errors import ExistsError
+from ._errors import ExistsError, PktflowValueError
 from ._memory import process_start_time
 
 __all__ = ["LCORE_ID_ANY", "MAX_LCORE", "lcore_id", "register_lcore", "unregister_lcore"]
@@ -31,10 +39,23 @@ __all__ = ["LCORE_ID_ANY", "MAX_LCORE", "lcore_id", "register_lcore", "unregiste
 LCORE_ID_ANY = 0xFFFFFFFF  # DPDK's LCORE_ID_ANY (UINT32_MAX)
 MAX_LCORE = 128  # DPDK's default RTE_MAX_LCORE
 
-TABLE_PATH = Path("/dev/shm/pktflow-lcores")
+TABLE_ENV = "PKTFLOW_LCORE_TABLE"
+DEFAULT_TABLE_PATH = Path("/dev/shm/pktflow-lcores")
+MAGIC = b"PKTFLCOR"
+LAYOUT_VERSION = 1
+_HEADER = struct.Struct("<8sII")  # magic, layout version, slots
 # One slot per lcore id: claiming pid, its start time, native thread id.
 _SLOT = struct.Struct("<IQI")
 _FREE = (0, 0, 0)
+_TABLE_SIZE = _HEADER.size + MAX_LCORE * _SLOT.size
+
+
+def table_path() -> Path:
+    """The lcore table this process uses now: ``$PKTFLOW_LCORE_TABLE`` or the default.
+
+    Usage: ``pktflow._lcore.table_path()``
+    """
+    return Path(os.environ.get(TABLE_ENV) or DEFAULT_TABLE_PATH)
 
 
 class _ThreadState(threading.local):
@@ -52,13 +73,14 @@ _local = thread_state = _ThreadState()
 class _Claim:
     """Holds one thread's lcore id; releasing it when the thread's locals die."""
 
-    def __init__(self, lcore: int, slot: tuple[int, int, int]) -> None:
+    def __init__(self, lcore: int, slot: tuple[int, int, int], table: Path) -> None:
         self.lcore = lcore
         self.slot = slot
+        self.table = table  # where it was claimed, whatever the environment says later
 
     def release(self) -> None:
         if self.slot[0] == os.getpid():
-            _free_slot(self.lcore, self.slot)
+            _free_slot(self.table, self.lcore, self.slot)
 
     def __del__(self) -> None:
         # Runs when the owning thread ends (its threading.local is freed).
@@ -77,16 +99,44 @@ def lcore_id() -> int:
     return LCORE_ID_ANY if claim is None else claim.lcore
 
 
-def _open_table() -> int:
-    fd = os.open(TABLE_PATH, os.O_RDWR | os.O_CREAT, 0o666)
-    if os.fstat(fd).st_size < MAX_LCORE * _SLOT.size:
-        os.ftruncate(fd, MAX_LCORE * _SLOT.size)
-    return fd
+@contextmanager
+def _locked_table(path: Path) -> Iterator[int]:
+    """The table's file descriptor under an exclusive flock; creates the table if new."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # dropped by the close
+        if os.fstat(fd).st_size == 0:  # we created it: a header, then free slots
+            header = _HEADER.pack(MAGIC, LAYOUT_VERSION, MAX_LCORE)
+            os.pwrite(fd, header.ljust(_TABLE_SIZE, b"\0"), 0)
+        problem = _table_problem(fd)
+        if problem is not None:
+            raise PktflowValueError(
+                f"{path} {problem}: remove it when no pktflow program runs, "
+                f"or point {TABLE_ENV} at another file"
+            )
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def _table_problem(fd: int) -> str | None:
+    if os.fstat(fd).st_size < _TABLE_SIZE:
+        return "is too small for an lcore table"
+    magic, version, slots = _HEADER.unpack(os.pread(fd, _HEADER.size, 0))
+    if magic != MAGIC:
+        return "is not a pktflow lcore table (bad magic)"
+    if (version, slots) != (LAYOUT_VERSION, MAX_LCORE):
+        return f"has lcore table layout {version} with {slots} slots, expected {LAYOUT_VERSION}"
+    return None
 
 
 def _read_slots(fd: int) -> list[tuple[int, int, int]]:
-    raw = os.pread(fd, MAX_LCORE * _SLOT.size, 0)
+    raw = os.pread(fd, MAX_LCORE * _SLOT.size, _HEADER.size)
     return [_SLOT.unpack_from(raw, i * _SLOT.size) for i in range(MAX_LCORE)]
+
+
+def _write_slot(fd: int, lcore: int, slot: tuple[int, int, int]) -> None:
+    os.pwrite(fd, _SLOT.pack(*slot), _HEADER.size + lcore * _SLOT.size)
 
 
 def _is_live(slot: tuple[int, int, int]) -> bool:
@@ -94,14 +144,10 @@ def _is_live(slot: tuple[int, int, int]) -> bool:
     return pid != 0 and process_start_time(pid) == start
 
 
-def _free_slot(lcore: int, owner: tuple[int, int, int]) -> None:
-    fd = _open_table()
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+def _free_slot(table: Path, lcore: int, owner: tuple[int, int, int]) -> None:
+    with _locked_table(table) as fd:
         if _read_slots(fd)[lcore] == owner:
-            os.pwrite(fd, _SLOT.pack(*_FREE), lcore * _SLOT.size)
-    finally:
-        os.close(fd)  # also drops the flock
+            _write_slot(fd, lcore, _FREE)
 
 
 def register_lcore(lcore_id: int | None = None) -> int:
@@ -119,9 +165,8 @@ def register_lcore(lcore_id: int | None = None) -> int:
     if current is not None and lcore_id in (None, current.lcore):
         return current.lcore
     me = (os.getpid(), process_start_time(os.getpid()) or 0, threading.get_native_id())
-    fd = _open_table()
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    table = table_path()
+    with _locked_table(table) as fd:
         slots = _read_slots(fd)
         if lcore_id is None:
             free = [i for i, slot in enumerate(slots) if not _is_live(slot)]
@@ -133,12 +178,10 @@ def register_lcore(lcore_id: int | None = None) -> int:
                 pid, _, tid = slots[lcore_id]
                 raise ExistsError(f"lcore {lcore_id} is held by pid {pid} thread {tid}")
             chosen = lcore_id
-        os.pwrite(fd, _SLOT.pack(*me), chosen * _SLOT.size)
-    finally:
-        os.close(fd)
+        _write_slot(fd, chosen, me)
     if current is not None:
         current.release()
-    _local.claim = _Claim(chosen, me)
+    _local.claim = _Claim(chosen, me, table)
     _local.cache_index = chosen
     return chosen
 

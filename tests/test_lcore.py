@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -178,9 +179,10 @@ def test_id_held_by_another_process() -> None:
 
 def _slot_owner(lcore_id: int) -> int:
     """The pid recorded for ``lcore_id`` in the machine-wide table (0: free)."""
-    with open(_lcore.TABLE_PATH, "rb") as table:
+    with open(_lcore.table_path(), "rb") as table:
         raw = table.read()
-    pid, _start, _tid = _lcore._SLOT.unpack_from(raw, lcore_id * _lcore._SLOT.size)
+    offset = _lcore._HEADER.size + lcore_id * _lcore._SLOT.size
+    pid, _start, _tid = _lcore._SLOT.unpack_from(raw, offset)
     return int(pid)
 
 
@@ -261,3 +263,50 @@ def test_unregister(holders: list[Holder]) -> None:
     pktflow.unregister_lcore()  # twice: still nothing to do
     # The id is free for anyone now.
     assert hold(holders, mine).id == mine
+
+
+# -- the table: where it lives, its header ---------------------------------------------
+
+
+def test_the_test_run_has_its_own_table() -> None:
+    assert _lcore.table_path() != _lcore.DEFAULT_TABLE_PATH
+    assert str(_lcore.table_path()) == os.environ[_lcore.TABLE_ENV]
+
+
+def test_the_table_path_comes_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    first, second = tmp_path / "first", tmp_path / "second"
+    monkeypatch.setenv(_lcore.TABLE_ENV, str(first))
+    assert pktflow.register_lcore(HIGH + 6) == HIGH + 6
+    assert _slot_owner(HIGH + 6) == os.getpid()
+    header = first.read_bytes()[: _lcore._HEADER.size]
+    assert _lcore._HEADER.unpack(header) == (b"PKTFLCOR", 1, pktflow.MAX_LCORE)
+    # A claim is released in the table it was made in, wherever the variable points now.
+    monkeypatch.setenv(_lcore.TABLE_ENV, str(second))
+    pktflow.unregister_lcore()
+    monkeypatch.setenv(_lcore.TABLE_ENV, str(first))
+    assert _slot_owner(HIGH + 6) == 0
+    assert not second.exists()
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (b"\0" * 4096, "bad magic"),  # an older pktflow's table had no header
+        (b"PKTFLCOR\x02\0\0\0\x80\0\0\0".ljust(4096, b"\0"), "layout 2"),
+        (b"PKTFLCOR", "too small"),
+    ],
+    ids=["no-header", "other-version", "truncated"],
+)
+def test_a_table_of_another_layout_is_refused(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, content: bytes, problem: str
+) -> None:
+    table = tmp_path / "lcores"
+    table.write_bytes(content)
+    monkeypatch.setenv(_lcore.TABLE_ENV, str(table))
+    with pytest.raises(pktflow.PktflowValueError, match=problem) as info:
+        pktflow.register_lcore()
+    assert _lcore.TABLE_ENV in str(info.value) and str(table) in str(info.value)
+    assert pktflow.lcore_id() == pktflow.LCORE_ID_ANY
+    assert table.read_bytes() == content, "a table it does not understand is left alone"
