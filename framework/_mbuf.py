@@ -21,7 +21,6 @@ import secrets
 import threading
 import weakref
 from collections.abc import Callable
-from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar, NamedTuple
 
@@ -269,7 +268,8 @@ class PktmbufPool(Mempool):
 
         Each takes only ``n`` and is a compiled call with no Python frame in
         between; use it from the thread that bound it. Errors come back as
-        negative ``pktflow.abc`` codes, not exceptions. ``free_bulk`` returns
+        negative ``pktflow.abc`` codes, not exceptions (ERR_CLOSED once the
+        pool is closed: nothing is touched then). ``free_bulk`` returns
         how many chains it freed: fewer than n when chain ``array[k]`` holds
         a clone attached to another pool's buffer; free the rest with
         ``pool.free_bulk(array[k:n])``.
@@ -283,8 +283,8 @@ class PktmbufPool(Mempool):
         self._live()
         row = self._row(cache)
         return BoundMbufPool(
-            alloc_bulk=partial(self._alloc_bulk, row, array),
-            free_bulk=partial(self._free_bulk, row, array),
+            alloc_bulk=self._bound.bind(self._alloc_bulk, row, array),
+            free_bulk=self._bound.bind(self._free_bulk, row, array),
         )
 
     def _free_error(self, handles: U32Array, n: int, code: int) -> Exception:

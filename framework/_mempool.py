@@ -16,7 +16,6 @@ Zone payload layout (byte offsets in the meta words, version ``LAYOUT_VERSION``)
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import partial
 from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
@@ -32,6 +31,7 @@ from ._arrays import (
     ndarray,
     one_handle,
 )
+from ._bound import BoundCalls
 from ._cache import MempoolCache, PyCache, check_cache_size, init_cache_row
 from ._cache_layout import C_LEN, CACHE_WORDS
 from ._cache_layout import layout_problem as cache_layout_problem
@@ -192,6 +192,7 @@ class Mempool:
         self.flags: int = int(meta[M_FLAGS])
         self.debug: bool = bool(meta[M_DEBUG])
         self.backend: str = ring.backend
+        self._bound = BoundCalls()
         n = self.n
         caches = zone.array(np.uint32, (MAX_LCORE + 1) * CACHE_WORDS, int(meta[M_CACHES_OFF]))
         self._caches = caches.reshape(MAX_LCORE + 1, CACHE_WORDS)
@@ -322,7 +323,8 @@ class Mempool:
         between. Use it from the thread that bound it (its lcore cache is
         bound too). Errors come back as negative codes of ``pktflow.abc``,
         not exceptions: ERR_COUNT (n outside the array), ERR_FOREIGN (a
-        handle not of this pool; nothing put), ERR_OVERFLOW (a double put).
+        handle not of this pool; nothing put), ERR_OVERFLOW (a double put),
+        ERR_CLOSED (the pool was closed; nothing touched).
 
         Usage::
 
@@ -333,8 +335,8 @@ class Mempool:
         self._live()
         row = self._row(cache)
         return BoundMempool(
-            get_bulk=partial(self._cache_get, row, array),
-            put_bulk=partial(self._cache_put, row, array),
+            get_bulk=self._bound.bind(self._cache_get, row, array),
+            put_bulk=self._bound.bind(self._cache_put, row, array),
         )
 
     def get(self) -> int | None:
@@ -520,6 +522,7 @@ class Mempool:
         if zone is None:
             return
         self._cache_get = self._cache_put = self._cache_flush = _closed
+        self._bound.close()
         self._ring.close()
         if self._creator:
             _local.forget(self.name, self)

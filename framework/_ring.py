@@ -7,11 +7,11 @@ the call; backends check the count against the array and move handles.
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import partial
 from typing import Any, NamedTuple
 
 from . import _registry
 from ._arrays import U32, checked_count, checked_handle, checked_int, checked_out, ndarray
+from ._bound import BoundCalls
 from ._errors import ClosedError, NotFoundError, PktflowValueError
 from ._names import LocalNames
 from .abc import RING_F_EXACT_SZ, RING_F_SC_DEQ, RING_F_SP_ENQ, JitOps, U32Array
@@ -133,6 +133,7 @@ class Ring:
         self.capacity: int = impl.capacity
         self.flags: int = impl.flags
         self.backend: str = backend_name
+        self._bound = BoundCalls()
         # Bound once: the hot path is one attribute load and one call.
         self._enqueue_bulk = impl.enqueue_bulk
         self._enqueue_burst = impl.enqueue_burst
@@ -207,7 +208,8 @@ class Ring:
         between (about half the cost of the methods above). The array is
         checked once, here; ``n`` by the backend: a count outside
         ``0..len(array)`` returns ``ERR_COUNT`` (negative), not an exception.
-        Keep the array's dtype and shape as they are while it is bound.
+        After ``close()`` every one returns ``ERR_CLOSED`` and touches
+        nothing. Keep the array's dtype and shape as they are while it is bound.
 
         Usage::
 
@@ -217,12 +219,13 @@ class Ring:
         checked_count(array, None, "array")
         impl = self._live()
         dequeue_bulk = dequeue_burst = _read_only
+        bound = self._bound
         if array.flags.writeable:
-            dequeue_bulk = partial(impl.dequeue_bulk, array)
-            dequeue_burst = partial(impl.dequeue_burst, array)
+            dequeue_bulk = bound.bind(impl.dequeue_bulk, array)
+            dequeue_burst = bound.bind(impl.dequeue_burst, array)
         return BoundRing(
-            enqueue_bulk=partial(impl.enqueue_bulk, array),
-            enqueue_burst=partial(impl.enqueue_burst, array),
+            enqueue_bulk=bound.bind(impl.enqueue_bulk, array),
+            enqueue_burst=bound.bind(impl.enqueue_burst, array),
             dequeue_bulk=dequeue_bulk,
             dequeue_burst=dequeue_burst,
         )
@@ -337,6 +340,7 @@ class Ring:
             "_enqueue_one", "_dequeue_one", "_count",
         ):  # fmt: skip
             setattr(self, attr, _closed)
+        self._bound.close()
         if self._creator:
             _local.forget(self.name, self)
         if self._owns_impl:

@@ -1598,3 +1598,15 @@ def test_a_corrupt_chain_in_a_burst_frees_nothing(make_pool: Pools) -> None:
     pool.headers["nb_segs"][bad.handle] = 2
     pool.free_bulk(burst)
     assert pool.full()
+
+
+def test_bound_operations_fail_after_close(make_pool: Pools) -> None:
+    pool = make_pool(n=8, cache_size=2)
+    burst = np.empty(4, dtype=U32)
+    io = pool.bind(burst)
+    assert io.alloc_bulk(4) == 4 and io.free_bulk(4) == 4
+    pool.close()
+    burst[:] = 99
+    for op in (io.alloc_bulk, io.free_bulk):
+        assert op(4) == pktflow.abc.ERR_CLOSED
+    assert burst.tolist() == [99] * 4, "a bound alloc reached a closed pool"

@@ -1117,3 +1117,17 @@ def test_bound_get_and_put(pools: Pools, backend: str, caller: int | None) -> No
     assert mp.full()
     with pytest.raises(pktflow.PktflowTypeError):
         mp.bind(np.zeros(4, dtype=np.int32))
+
+
+@pytest.mark.parametrize("caching", [False, True])
+def test_bound_operations_fail_after_close(pools: Pools, backend: str, caching: bool) -> None:
+    mp = pools(16, cache_size=4 if caching else 0)
+    burst = np.empty(4, dtype=np.uint32)
+    io = mp.bind(burst)
+    assert io.get_bulk(4) == 4
+    mp.close()
+    burst[:] = 99
+    for op in (io.get_bulk, io.put_bulk):
+        assert op(4) == pktflow.abc.ERR_CLOSED
+        assert op(0) == pktflow.abc.ERR_CLOSED
+    assert burst.tolist() == [99] * 4, "a bound get reached a closed pool"

@@ -40,7 +40,14 @@ import numpy as np
 import pytest
 
 import pktflow
-from pktflow.abc import ERR_COUNT, RING_F_EXACT_SZ, RING_F_SC_DEQ, RING_F_SP_ENQ, U32Array
+from pktflow.abc import (
+    ERR_CLOSED,
+    ERR_COUNT,
+    RING_F_EXACT_SZ,
+    RING_F_SC_DEQ,
+    RING_F_SP_ENQ,
+    U32Array,
+)
 
 from . import _workers
 
@@ -1202,6 +1209,24 @@ class RingConformance:
             assert bound.dequeue_bulk(n) == ERR_COUNT
             assert bound.dequeue_burst(n) == ERR_COUNT
         _assert_holds(ring, [1, 2, 3])
+
+    def test_bound_operations_fail_after_close(self, make_ring: MakeRing) -> None:
+        ring = make_ring(16)
+        out = np.zeros(4, dtype=np.uint32)
+        bound = ring.bind(out)
+        assert bound.enqueue_bulk(4) == 4
+        attached = pktflow.Ring.lookup(ring.name)
+        seen = attached.bind(out)
+        attached.close()  # an attached facade's close disarms its own operations only
+        for op in seen:
+            assert op(1) == ERR_CLOSED
+        assert bound.dequeue_burst(1) == 1
+        ring.close()
+        out[:] = 7
+        for op in bound:
+            assert op(1) == ERR_CLOSED, "a bound operation reached a closed ring"
+            assert op(0) == ERR_CLOSED and op(-1) == ERR_CLOSED
+        assert out.tolist() == [7, 7, 7, 7], "nothing was dequeued into the array"
 
     def test_bind_checks_the_array_once(self, make_ring: MakeRing) -> None:
         ring = make_ring(16)
