@@ -19,13 +19,14 @@ Usage::
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -35,7 +36,9 @@ from ._mbuf import PKTMBUF_HEADROOM, PktmbufPool, pktmbuf_pool_create
 from ._ring import Ring
 from ._spec import PipelineSpec, StageSpec, load_spec_dict, load_spec_file, load_spec_text
 from ._stage import Burst, Outlet, Source, Stage, StageContext
-from ._walk import FanOut, Inlet, RingEdge, SourceRun, Walk, unconsumed
+
+if TYPE_CHECKING:  # the walk (and its kernels) load when a pipeline is built
+    from ._walk import Inlet, RingEdge, Walk
 
 __all__ = ["Pipeline", "Stats"]
 
@@ -130,11 +133,12 @@ class Pipeline:
         if duration is not None and not duration >= 0:
             raise ValueError(f"duration must be >= 0 seconds, not {duration!r}")
         await self.start(count=count)
-        assert self._task is not None
         try:
-            await asyncio.wait_for(asyncio.shield(self._task), timeout=duration)
-        except TimeoutError:
-            pass
+            await self.wait(duration)
+        except BaseException:  # cancelled: still drain and close before going
+            with contextlib.suppress(PipelineError):
+                await self.stop()
+            raise
         return await self.stop()
 
     async def start(self, *, count: int | None = None) -> None:
@@ -167,14 +171,17 @@ class Pipeline:
         if self._walk is not None:
             self._walk.request_stop()
 
-    async def wait(self) -> Stats:
-        """Wait until the pipeline ends by itself (or is stopped); its final stats.
+    async def wait(self, timeout: float | None = None) -> bool:
+        """Wait until the walk ends (sources exhausted, or stopped), at most ``timeout`` s.
 
-        Usage: ``stats = await p.wait()``
+        True when it ended; then ``stop()`` gives the final stats.
+
+        Usage: ``while not await p.wait(1.0): print(p.stats())``
         """
-        if self._task is not None:
-            await asyncio.shield(self._task)
-        return await self.stop()
+        if self._task is None:
+            return self._state != "running"
+        done, _ = await asyncio.wait({self._task}, timeout=timeout)
+        return bool(done)
 
     async def stop(self) -> Stats:
         """Stop the sources, drain, run every stage's ``stop()``, close the pools.
@@ -225,6 +232,8 @@ class Pipeline:
     # -- building ----------------------------------------------------------------
 
     def _build(self) -> None:
+        from ._walk import Walk
+
         spec = self.spec
         if lcore_id() == LCORE_ID_ANY:
             register_lcore()
@@ -278,6 +287,8 @@ class Pipeline:
 
     def _wire(self, walk: Walk, tag: str) -> list[Inlet]:
         """Give every output its outlet and every source its run; the inlets made."""
+        from ._walk import Inlet, RingEdge, SourceRun
+
         spec = self.spec
         inlets: list[Inlet] = []
         ring_feeds: dict[str, list[RingEdge]] = {name: [] for name in spec.stages}
@@ -317,6 +328,8 @@ class Pipeline:
         return inlets
 
     def _outlet(self, stage: Stage, targets: list[Inlet], rings: list[RingEdge]) -> Outlet:
+        from ._walk import FanOut, unconsumed
+
         if not targets and not rings:
             return unconsumed(stage)
         if len(targets) + len(rings) == 1:

@@ -117,7 +117,7 @@ class Burst:
         self.emit(small, "small")
     """
 
-    __slots__ = ("_holder", "_sent", "array", "input", "n", "nbytes", "pool")
+    __slots__ = ("_free_bound", "_holder", "_sent", "array", "input", "n", "nbytes", "pool")
 
     def __init__(self, array: U32Array, pool: PktmbufPool | None = None) -> None:
         self.array = array
@@ -125,12 +125,15 @@ class Burst:
         self.pool = pool
         # The input edge the burst arrived on ("gen.out"), set per delivery.
         self.input = ""
-        # Bytes of its packets (sum of pkt_len) as it reached the current stage.
-        self.nbytes = 0
+        # Bytes of its packets (sum of pkt_len) as it reached the current
+        # stage; -1 until the runtime counts them.
+        self.nbytes = -1
         # The stage holding the burst now: its take buffers serve ``take``.
         self._holder: Stage | None = None
         # Set when the stage that made this burst by ``take`` passed it on.
         self._sent = False
+        # (pool, its free_bulk bound to ``array``): one compiled call per free.
+        self._free_bound: tuple[PktmbufPool, Callable[[int], int]] | None = None
 
     @property
     def capacity(self) -> int:
@@ -196,6 +199,9 @@ class Stage:
     """
 
     outputs: ClassVar[tuple[str, ...]] = ("out",)
+    # True when ``process`` never changes a packet's length: the runtime then
+    # reuses a burst's byte count downstream instead of summing pkt_len again.
+    keeps_lengths: ClassVar[bool] = False
 
     def __init__(self, ctx: StageContext) -> None:
         self.ctx = ctx
@@ -230,6 +236,8 @@ class Stage:
             if burst._holder is self:
                 burst._sent = True
             self.stats.packets_out += burst.n
+            if not self.keeps_lengths:
+                burst.nbytes = -1
             try:
                 outlet = self._outlets[output]
             except KeyError:
@@ -318,7 +326,15 @@ class Source(Stage):
 
 
 def _free(burst: Burst) -> None:
-    pool = burst.pool
-    if pool is None:
-        raise PipelineError("a burst with handles but no pool")
-    pool.free_bulk(burst.array, burst.n)
+    """Free a burst's handles with the pool's free_bulk bound to its array."""
+    pool, n = burst.pool, burst.n
+    bound = burst._free_bound
+    if bound is None or bound[0] is not pool:
+        if pool is None:
+            raise PipelineError("a burst with handles but no pool")
+        bound = burst._free_bound = (pool, pool.bind(burst.array).free_bulk)
+    done = bound[1](n)
+    if done < 0:
+        pool.free_bulk(burst.array, n)  # nothing was freed: raises the matching error
+    elif done < n:
+        pool.free_bulk(burst.array[done:n])  # a clone of another pool's buffer, and the rest

@@ -37,9 +37,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ._burst_kernels import burst_bytes, refcnt_add_bulk
+from ._burst_kernels import burst_bytes as _burst_bytes_dispatcher
+from ._burst_kernels import refcnt_add_bulk as _refcnt_dispatcher
 from ._errors import PipelineError
 from ._stage import Burst, Source, Stage
+from pktflow.backends._numba._ring import _compiled
 
 if TYPE_CHECKING:
     from ._mbuf import PktmbufPool
@@ -66,6 +68,11 @@ class StageFailed(BaseException):
         self.stage = stage
         self.cause = cause
 
+
+# The compiled entry points: the runtime's arrays are uint32 and C-contiguous
+# by construction, so numba's per-call type dispatch is skipped.
+burst_bytes = _compiled(_burst_bytes_dispatcher)
+refcnt_add_bulk = _compiled(_refcnt_dispatcher)
 
 # Failures that unwind as they are: a downstream stage's, or the loop's own.
 _PASS_THROUGH = (StageFailed, KeyboardInterrupt, SystemExit, asyncio.CancelledError)
@@ -127,9 +134,10 @@ class Inlet:
         stats, n = self.stats, burst.n
         stats.packets_in += n
         stats.bursts += 1
-        nbytes = burst_bytes(burst.pool._header_words, burst.array, n)  # type: ignore[union-attr]
+        nbytes = burst.nbytes
+        if nbytes < 0:
+            nbytes = burst.nbytes = burst_bytes(burst.pool._header_words, burst.array, n)  # type: ignore[union-attr]
         stats.bytes_in += nbytes
-        burst.nbytes = nbytes
         burst.input = self.name
         burst._holder = self.stage
         self.stage._takes_used = 0
@@ -153,7 +161,7 @@ class _AsyncQueue:
         if copy.capacity < burst.n:
             copy = Burst(np.empty(burst.n, np.uint32))
         copy.array[: burst.n] = burst.array[: burst.n]
-        copy.n, copy.pool = burst.n, burst.pool
+        copy.n, copy.pool, copy.nbytes = burst.n, burst.pool, burst.nbytes
         self.pending.append((inlet, copy))
 
 
@@ -197,7 +205,7 @@ class FanOut:
         refcnt_add_bulk(pool._header_words, burst.array, n, extra)
         for copy in self.copies:
             copy.array[:n] = burst.array[:n]
-            copy.n, copy.pool = n, pool
+            copy.n, copy.pool, copy.nbytes = n, pool, burst.nbytes
         self.inlets[0].deliver(burst)
         for i, copy in enumerate(self.copies):
             try:
@@ -269,7 +277,7 @@ class RingEdge:
         rx = self.rx
         k = self.ring.dequeue_burst(rx.array, rx.capacity)
         if k:
-            rx.n = k
+            rx.n, rx.nbytes = k, -1
             self.inlet.deliver(rx)
         return k
 
@@ -287,6 +295,8 @@ class SourceRun:
         self.is_async = inspect.iscoroutinefunction(stage.poll)
         self.rings = list(rings)  # ring edges reachable through direct edges: back-pressure
         self.done = False
+        self.stats = stage.stats
+        self.capacity = burst.capacity
 
     def blocked(self) -> bool:
         return any(edge.backlog_n for edge in self.rings)
@@ -331,32 +341,28 @@ class Walk:
     async def _rounds(self, count: int | None) -> None:
         idle_rounds, pause = 0, _FIRST_PAUSE_S
         since_yield = 0
-        has_async = self.has_async
+        active = list(self.sources)
         while not self.stopping:
-            active = [s for s in self.sources if not s.done]
-            if not active and not any(edge.pending() for edge in self.rings):
+            if not active and not self._rings_pending():
                 return
             moved = 0
             try:
-                moved += self._poll_rings()
+                if self.rings:
+                    moved += self._poll_rings()
                 for source in active:
-                    if source.blocked():
+                    if source.rings and source.blocked():
                         continue
-                    burst = source.burst
-                    burst._holder = source.stage
-                    if source.is_async:
-                        k = await source.poll(burst)
-                    else:
-                        k = source.poll(burst)
+                    k = await self._poll_source(source) if source.is_async else self._poll(source)
                     if k is None:
                         source.done = True
-                        continue
+                        active = [s for s in active if not s.done]
+                        break
                     if k:
-                        moved += self._emit_polled(source, burst, k)
+                        moved += k
                         since_yield += 1
                         if count is not None and self.packets >= count:
                             self.stopping = True
-                    if has_async:
+                    if self.has_async:
                         await _run_async_pending(self.pending)
             except StageFailed as failed:
                 self._fail(failed)
@@ -377,24 +383,48 @@ class Walk:
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, _MAX_PAUSE_S)
 
-    def _emit_polled(self, source: SourceRun, burst: Burst, k: int) -> int:
-        if not 0 < k <= burst.capacity or type(k) is not int:
+    def _poll(self, source: SourceRun) -> int | None:
+        """Poll a sync source once and emit what it made; its count or None."""
+        burst = source.burst
+        burst._holder = source.stage
+        try:
+            k = source.poll(burst)
+        except Exception as exc:
+            raise StageFailed(source.stage, exc) from exc
+        if k:
+            self._emit_polled(source, burst, k)
+        return k  # type: ignore[no-any-return]
+
+    async def _poll_source(self, source: SourceRun) -> int | None:
+        """``_poll`` for a source whose ``poll`` is ``async def``."""
+        burst = source.burst
+        burst._holder = source.stage
+        try:
+            k = await source.poll(burst)
+        except Exception as exc:
+            raise StageFailed(source.stage, exc) from exc
+        if k:
+            self._emit_polled(source, burst, k)
+        return k  # type: ignore[no-any-return]
+
+    def _emit_polled(self, source: SourceRun, burst: Burst, k: int) -> None:
+        if type(k) is not int or not 0 < k <= source.capacity:
             raise StageFailed(
                 source.stage,
-                PipelineError(f"poll() returned {k!r}: not an int in 0..{burst.capacity} or None"),
+                PipelineError(f"poll() returned {k!r}: not an int in 0..{source.capacity} or None"),
             )
-        burst.n = k
-        stats = source.stage.stats
-        stats.bursts += 1
+        burst.n, burst.nbytes = k, -1
+        source.stats.bursts += 1
         self.packets += k
-        burst.input = ""
         try:
             source.stage.emit(burst)
         except StageFailed:
             raise
         except Exception as exc:
             raise StageFailed(source.stage, exc) from exc
-        return k
+
+    def _rings_pending(self) -> bool:
+        return any(edge.pending() for edge in self.rings)
 
     def _poll_rings(self) -> int:
         moved = 0
@@ -407,7 +437,7 @@ class Walk:
     async def _drain(self) -> None:
         """Deliver what the rings and backlogs still hold (sources stopped)."""
         idle = 0
-        while self.rings and any(edge.pending() for edge in self.rings):
+        while self._rings_pending():
             try:
                 moved = self._poll_rings()
                 await _run_async_pending(self.pending)

@@ -1,11 +1,13 @@
-"""The ``pktflow`` command line: ``info``, ``cleanup`` and ``bench ...``.
+"""The ``pktflow`` command line: ``run``, ``validate``, ``info``, ``cleanup``, ``bench ...``.
 
-Commands hang off the ``main`` group; the pipeline commands (``run`` and
-``validate`` of a YAML file) join it the same way when the runtime lands,
-and each benchmark is a command of the ``bench`` group.
+Commands hang off the ``main`` group; each benchmark is a command of the
+``bench`` group.
 
 Usage::
 
+    pktflow run pipelines/examples/quickstart.yaml
+    pktflow run quick.yaml --duration 10 --json
+    pktflow validate quick.yaml
     pktflow info            # versions, CPUs, huge pages, backends, zones
     pktflow info --json
     pktflow cleanup --dry-run
@@ -16,6 +18,7 @@ Usage::
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
@@ -54,6 +57,50 @@ def main() -> None:
     \f
     Usage: ``pktflow info``
     """
+
+
+# -- pipelines ----------------------------------------------------------------
+
+
+@main.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--duration", type=click.FloatRange(min=0), metavar="S", help="Stop after S seconds.")
+@click.option(
+    "--count", type=click.IntRange(min=0), metavar="N",
+    help="Stop after N packets left the sources (whole bursts).",
+)  # fmt: skip
+@click.option(
+    "--json", "as_json", is_flag=True,
+    help="Print one Stats JSON object per second, the last one final.",
+)  # fmt: skip
+def run(file: str, duration: float | None, count: int | None, as_json: bool) -> None:
+    """Run the pipeline in FILE (YAML) until its sources end, --count or --duration.
+
+    A live per-stage table shows rates while it runs (on a terminal); Ctrl-C
+    or SIGTERM drains and stops it, then prints the summary; a second
+    Ctrl-C stops at once. Loading a pipeline may import the modules its
+    stage types name.
+
+    \f
+    Usage: ``pktflow run pipelines/examples/quickstart.yaml --duration 5``
+    """
+    from ._terminal import run_pipeline_file
+
+    sys.exit(run_pipeline_file(file, duration=duration, count=count, as_json=as_json))
+
+
+@main.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+def validate(file: str) -> None:
+    """Check the pipeline in FILE and show its graph; exit 1 with the error if it is wrong.
+
+    \f
+    Usage: ``pktflow validate quick.yaml``
+    """
+    from ._spec import load_spec_file
+    from ._terminal import graph_table
+
+    Console().print(graph_table(load_spec_file(file)))
 
 
 # -- info -------------------------------------------------------------------

@@ -18,12 +18,16 @@ import numpy as np
 
 import pktflow
 
+from pktflow.backends._numba._ring import _compiled
+
 from ._gen_kernels import fill_frames
 from ._pool_data import pool_data
 
 __all__ = ["Generator"]
 
+_fill_frames = _compiled(fill_frames)  # arguments typed by construction: no dispatch
 HEADERS_LEN = 14 + 20 + 8  # Ethernet, IPv4 without options, UDP
+_TEMPLATE_LEN = 48  # the headers padded to whole uint64 words (the kernel copies words)
 _PORTS = 65535 - 1024
 _SRC_MAC = bytes.fromhex("020000000001")
 _DST_MAC = bytes.fromhex("020000000002")
@@ -64,9 +68,10 @@ class Generator(pktflow.Source):
     ) -> None:
         super().__init__(ctx)
         room = ctx.pool.data_room_size - min(pktflow.PKTMBUF_HEADROOM, ctx.pool.data_room_size)
-        if not HEADERS_LEN <= size <= room:
+        if not HEADERS_LEN <= size <= room - (_TEMPLATE_LEN - HEADERS_LEN):
             raise pktflow.PktflowValueError(
-                f"size {size} is outside {HEADERS_LEN}..{room} (the pool's data room)"
+                f"size {size} is outside {HEADERS_LEN}..{room - _TEMPLATE_LEN + HEADERS_LEN} "
+                "(the pool's data room)"
             )
         if not 1 <= flows <= 1 << 20:
             raise pktflow.PktflowValueError(f"flows {flows} is outside 1..{1 << 20}")
@@ -80,9 +85,10 @@ class Generator(pktflow.Source):
         self.rate = rate
         # Replica r takes flows r, r + replicas, ...: shards see distinct flows.
         mine = range(ctx.replica, max(flows, ctx.replicas), ctx.replicas)
+        pad = bytes(_TEMPLATE_LEN - HEADERS_LEN)
         self.templates = np.frombuffer(
-            b"".join(flow_headers(f % flows, size) for f in mine), np.uint8
-        ).reshape(len(mine), HEADERS_LEN).copy()
+            b"".join(flow_headers(f % flows, size) + pad for f in mine), np.uint64
+        ).reshape(len(mine), _TEMPLATE_LEN // 8).copy()
         self.sent = 0
         self._started = 0.0
         self._alloc = None
@@ -104,7 +110,7 @@ class Generator(pktflow.Source):
         pool = self.ctx.pool
         if self._alloc(k) != k:  # type: ignore[misc]
             return 0  # the pool is empty until downstream frees: try again
-        fill_frames(
+        _fill_frames(
             pool.header_words, pool_data(pool), pool._stride, burst.array, k,
             self.templates, self.size, self.sent, time.time_ns(),
         )  # fmt: skip

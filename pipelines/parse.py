@@ -25,6 +25,7 @@ class Parse(pktflow.Stage):
     """Classifies each frame; ``out`` for well-formed ones, ``invalid`` for the rest."""
 
     outputs = ("out", "invalid")
+    keeps_lengths = True
 
     def process(self, burst: pktflow.Burst) -> None:
         pool = burst.pool

@@ -17,6 +17,7 @@ class Counter(pktflow.Stage):
     """Counts packets and bytes per input edge, then frees them."""
 
     outputs = ()
+    keeps_lengths = True
 
     def __init__(self, ctx: pktflow.StageContext) -> None:
         super().__init__(ctx)
@@ -42,6 +43,7 @@ class Drop(pktflow.Stage):
     """Frees every packet and counts it as a drop."""
 
     outputs = ()
+    keeps_lengths = True
 
     def process(self, burst: pktflow.Burst) -> None:
         self.drop(burst)
