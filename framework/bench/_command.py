@@ -16,8 +16,9 @@ from typing import Any
 from rich.console import Console
 
 import pktflow
+from pktflow._affinity import cpu_list
 
-from ._measure import MIN_RUNS, Row, allowed_cpus, cpu_audit
+from ._measure import MIN_RUNS, Row, cpu_audit
 from ._report import Comparison, Target, build_result, render
 
 QUIET_SHARE = 0.05  # other work above this share of the CPUs lowers and spreads the figures
@@ -106,7 +107,7 @@ def _trust_notes(audit: Mapping[str, float], repeats: int) -> list[str]:
         warning = (
             ": figures are low and spread; rerun on a quiet machine" if share > QUIET_SHARE else ""
         )
-        cpus = len(allowed_cpus())
+        cpus = len(cpu_list())
         notes.append(f"other work used {share:.0%} of the {cpus} CPUs during the run{warning}")
     if repeats < MIN_RUNS:
         notes.append(f"{repeats} runs per row: medians of fewer than {MIN_RUNS} say little")

@@ -1,4 +1,4 @@
-"""Timing, statistics and CPU pinning shared by every ``pktflow bench`` command.
+"""Timing and statistics shared by every ``pktflow bench`` command (CPUs: ``pktflow._affinity``).
 
 A benchmark is a list of ``Case``s, each able to move handles once and
 return a ``Span`` (when it started, when it ended, how many handles
@@ -18,6 +18,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from time import perf_counter
 from typing import Any, NamedTuple
+
+from pktflow._affinity import cpu_for, cpu_list, pin
 
 MIN_RUNS = 5  # a median of fewer runs says little on a noisy machine
 
@@ -123,43 +125,7 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-# -- CPUs ---------------------------------------------------------------------
-
-
-def allowed_cpus() -> list[int]:
-    """The CPUs this process may run on, in order.
-
-    Usage: ``producer_cpu, consumer_cpu = allowed_cpus()[:2]``
-    """
-    return sorted(os.sched_getaffinity(0))
-
-
-def cpu_for(worker: int) -> int:
-    """The CPU for the ``worker``-th worker: round robin over the allowed CPUs."""
-    cpus = allowed_cpus()
-    return cpus[worker % len(cpus)]
-
-
-def pin(cpu: int) -> None:
-    """Pin the calling thread (Linux: pid 0 is the calling thread) to one CPU.
-
-    Usage: ``pin(cpu_for(1))``
-    """
-    os.sched_setaffinity(0, {cpu})
-
-
-@contextmanager
-def pinned(cpu: int) -> Iterator[None]:
-    """Pin the calling thread to ``cpu`` for a block, then restore its CPU set.
-
-    Usage: ``with pinned(cpu_for(0)): rates = measure(...)``
-    """
-    before = os.sched_getaffinity(0)
-    pin(cpu)
-    try:
-        yield
-    finally:
-        os.sched_setaffinity(0, before)
+# -- threads ------------------------------------------------------------------
 
 
 def run_threads(works: Sequence[Callable[[], int]]) -> Span:
@@ -243,7 +209,7 @@ def cpu_audit() -> Iterator[dict[str, float]]:
             wall = perf_counter() - start
             others = max(0.0, busy_after - busy - (_own_cpu_s() - own))
             audit["others_cpu_s"] = others
-            audit["others_share"] = others / (wall * len(allowed_cpus()))
+            audit["others_share"] = others / (wall * len(cpu_list()))
 
 
 # -- results ------------------------------------------------------------------

@@ -21,7 +21,9 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from ._measure import Row, allowed_cpus
+from pktflow._affinity import cpu_list
+
+from ._measure import Row
 
 UNIT = "handles/s"
 
@@ -121,7 +123,7 @@ def build_result(
         "benchmark": benchmark,
         "unit": UNIT,
         "machine": {
-            "cpus": allowed_cpus(),
+            "cpus": cpu_list(),
             "cpu_count": os.cpu_count(),
             "python": platform.python_version(),
             "platform": platform.platform(),

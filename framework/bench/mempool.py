@@ -44,6 +44,7 @@ import numpy as np
 from rich.console import Console
 
 import pktflow
+from pktflow._affinity import cpu_for, pinned
 
 from ._command import Progress, run_bench
 from ._loops import BurstFn, PutFn, bound_pairs, bulk_pairs
@@ -53,9 +54,7 @@ from ._measure import (
     Case,
     Row,
     Span,
-    cpu_for,
     measure,
-    pinned,
     python_row,
     row_key,
     timed,

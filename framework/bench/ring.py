@@ -38,6 +38,7 @@ import numpy as np
 from rich.console import Console
 
 import pktflow
+from pktflow._affinity import cpu_for, pinned
 from pktflow.abc import RING_F_SC_DEQ, RING_F_SP_ENQ
 
 from . import _peers
@@ -49,9 +50,7 @@ from ._measure import (
     Case,
     Row,
     Span,
-    cpu_for,
     measure,
-    pinned,
     python_row,
     row_key,
     run_threads,
