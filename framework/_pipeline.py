@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._errors import ConfigError, PipelineError, PktflowError
+from ._errors import ConfigError, PipelineError
 from ._lcore import LCORE_ID_ANY, lcore_id, register_lcore, unregister_lcore
 from ._mbuf import PKTMBUF_HEADROOM, PktmbufPool, pktmbuf_pool_create
 from ._ring import Ring
@@ -82,7 +82,9 @@ class Pipeline:
 
     def __init__(self, spec: PipelineSpec) -> None:
         if not isinstance(spec, PipelineSpec):
-            raise TypeError("Pipeline(spec) takes a PipelineSpec; use Pipeline.from_file/_yaml/_dict")
+            raise TypeError(
+                "Pipeline(spec) takes a PipelineSpec; use Pipeline.from_file/_yaml/_dict"
+            )
         self.spec = spec
         self.name = spec.name
         self._state = "new"  # -> running -> ended
@@ -146,7 +148,9 @@ class Pipeline:
 
         Usage: ``await p.start(); ...; stats = await p.stop()``
         """
-        if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 0):
+        if count is not None and (
+            isinstance(count, bool) or not isinstance(count, int) or count < 0
+        ):
             raise ValueError(f"count must be an int >= 0, not {count!r}")
         if self._state != "new":
             raise PipelineError(f"pipeline {self.name!r} runs once; build a new one to run again")
@@ -217,6 +221,17 @@ class Pipeline:
             return self._final
         return self._collect()
 
+    def stage(self, name: str) -> Stage:
+        """The stage object named ``name`` (built by ``start()``).
+
+        Usage: ``p.stage("count").counts()``
+        """
+        try:
+            return self._stages[name]
+        except KeyError:
+            state = "has no" if self._state != "new" else "is not started, so it has no"
+            raise PipelineError(f"pipeline {self.name!r} {state} stage {name!r}") from None
+
     @property
     def running(self) -> bool:
         """Whether the walk is still going."""
@@ -267,12 +282,10 @@ class Pipeline:
         )
         try:
             stage = spec.cls(ctx, **spec.options)
-        except PktflowError:
-            raise
         except Exception as exc:
+            options = ", ".join(f"{k}={v!r}" for k, v in spec.options.items())
             raise ConfigError(
-                f"{spec.cls.__name__}({', '.join(f'{k}={v!r}' for k, v in spec.options.items())}) "
-                f"failed: {type(exc).__name__}: {exc}",
+                f"{spec.cls.__name__}({options}) failed: {exc}",
                 file=self.spec.file,
                 line=self.spec.lines.get(("stages", spec.name)),
                 key=f"stages.{spec.name}",

@@ -32,8 +32,8 @@ import yaml
 from ._errors import ConfigError
 from ._lcore import MAX_LCORE
 from ._mbuf import PKTMBUF_HEADROOM
-from ._stage import Source, Stage
 from ._registry import backend_names, did_you_mean
+from ._stage import Source, Stage
 from ._stage_types import stage_type
 
 __all__ = [
@@ -321,8 +321,7 @@ class _Checker:
         if not raw_stages:
             raise self.error(("stages",), "a pipeline needs at least one stage")
         stages = {
-            name: self.stage(name, raw, runtime, mempools)
-            for name, raw in raw_stages.items()
+            name: self.stage(name, raw, runtime, mempools) for name, raw in raw_stages.items()
         }
         self.check_inputs(stages)
         ordered = self.topological(stages)
@@ -471,7 +470,9 @@ class _Checker:
         for spec in stages.values():
             path: Path_ = ("stages", spec.name, "inputs")
             if spec.is_source and spec.inputs:
-                raise self.error(path, f"{spec.name!r} is a source ({spec.type}): it takes no inputs")
+                raise self.error(
+                    path, f"{spec.name!r} is a source ({spec.type}): it takes no inputs"
+                )
             if not spec.is_source and not spec.inputs:
                 raise self.error(
                     ("stages", spec.name),

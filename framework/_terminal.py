@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+
 from rich import box
 from rich.console import Console
 from rich.live import Live
@@ -216,5 +217,7 @@ def graph_table(spec: PipelineSpec) -> Table:
         f"{name} (n={p.n}, cache {p.cache_size}, data_room {p.data_room})"
         for name, p in spec.mempools.items()
     )
-    table.caption = f"runtime: burst {spec.runtime.burst}, poll {spec.runtime.poll}; mempools: {pools}"
+    table.caption = (
+        f"runtime: burst {spec.runtime.burst}, poll {spec.runtime.poll}; mempools: {pools}"
+    )
     return table

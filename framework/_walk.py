@@ -33,15 +33,16 @@ import collections
 import inspect
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeAlias
 
 import numpy as np
+
+from pktflow.backends._numba._ring import _compiled
 
 from ._burst_kernels import burst_bytes as _burst_bytes_dispatcher
 from ._burst_kernels import refcnt_add_bulk as _refcnt_dispatcher
 from ._errors import PipelineError
 from ._stage import Burst, Source, Stage
-from pktflow.backends._numba._ring import _compiled
 
 if TYPE_CHECKING:
     from ._mbuf import PktmbufPool
@@ -54,6 +55,10 @@ __all__ = ["FanOut", "Inlet", "RingEdge", "SourceRun", "Walk", "unconsumed"]
 _SPIN_ROUNDS = 64
 _FIRST_PAUSE_S = 50e-6
 _MAX_PAUSE_S = 1e-3
+
+
+# Deliveries waiting for async stages, in the order they were emitted.
+Pending: TypeAlias = "collections.deque[tuple[Inlet, Burst]]"
 
 
 class StageFailed(BaseException):
@@ -107,7 +112,7 @@ class Inlet:
         if self.async_queue is not None:
             self.async_queue.put(self, burst)
             return
-        stage, before = self.stage, self._arrive(burst)
+        before = self._arrive(burst)
         try:
             self.process(burst)
         except _PASS_THROUGH:

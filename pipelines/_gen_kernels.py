@@ -7,7 +7,10 @@ from numba import njit
 
 from pktflow._mbuf_layout import H_BUF, H_DATA, H_PKT_LEN, H_TIMESTAMP
 
-_SIG = "void(uint32[:, ::1], uint8[::1], int64, uint32[::1], int64, uint64[:, ::1], int64, int64, int64)"
+_SIG = (
+    "void(uint32[:, ::1], uint8[::1], int64, uint32[::1], int64, uint64[:, ::1], int64, int64,"
+    " int64)"
+)
 
 
 @njit(_SIG, cache=True, nogil=True)

@@ -17,7 +17,6 @@ import time
 import numpy as np
 
 import pktflow
-
 from pktflow.backends._numba._ring import _compiled
 
 from ._gen_kernels import fill_frames
@@ -86,9 +85,11 @@ class Generator(pktflow.Source):
         # Replica r takes flows r, r + replicas, ...: shards see distinct flows.
         mine = range(ctx.replica, max(flows, ctx.replicas), ctx.replicas)
         pad = bytes(_TEMPLATE_LEN - HEADERS_LEN)
-        self.templates = np.frombuffer(
-            b"".join(flow_headers(f % flows, size) + pad for f in mine), np.uint64
-        ).reshape(len(mine), _TEMPLATE_LEN // 8).copy()
+        self.templates = (
+            np.frombuffer(b"".join(flow_headers(f % flows, size) + pad for f in mine), np.uint64)
+            .reshape(len(mine), _TEMPLATE_LEN // 8)
+            .copy()
+        )
         self.sent = 0
         self._started = 0.0
         self._alloc = None
