@@ -27,11 +27,6 @@ import numpy.typing as npt
 
 from ._errors import NotFoundError
 
-# Transitional, not API: the mbuf header layout lives in pktflow._mbuf_layout;
-# these names stay importable from here until the pipeline modules that still
-# import them from pktflow.abc move to the new home.
-from ._mbuf_layout import H_DATA, H_NEXT, H_PKT_LEN, H_REFCNT, H_WORDS, NO_NEXT  # noqa: F401
-
 __all__ = [
     "ERR_CLOSED",
     "ERR_CORRUPT",
