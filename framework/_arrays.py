@@ -73,14 +73,15 @@ def checked_int(
 
     Usage: ``n = checked_int(n, "n", 1, RING_SZ_MAX - 1)``
     """
+    number: int = value
     if type(value) is not int:
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
             raise PktflowTypeError(f"{name} must be an int, not {type(value).__name__}")
-        value = int(value)
-    if value < low or (high is not None and value > high):
+        number = int(value)
+    if number < low or (high is not None and number > high):
         bounds = f"in {low}..{high}" if high is not None else f">= {low}"
-        raise error(f"{name} must be {bounds}, not {value}")
-    return value
+        raise error(f"{name} must be {bounds}, not {number}")
+    return number
 
 
 def checked_out(out: Any, n: int | None) -> int:

@@ -73,5 +73,6 @@ class BoundCalls:
 
 
 def _disarm(call: partial[int]) -> None:
-    # The pickle protocol's way to replace a partial's function and arguments.
-    call.__setstate__((_closed_call, (), None, None))
+    # The pickle protocol's way to replace a partial's function and arguments
+    # (typeshed does not declare it).
+    call.__setstate__((_closed_call, (), None, None))  # type: ignore[attr-defined]

@@ -203,7 +203,7 @@ class Registry(Generic[T]):
             hint = self._hints.get(name, "check that the package providing it is installed")
             raise self.error(f"{self.kind} {name!r} cannot be imported ({exc}); {hint}") from exc
         try:
-            return getattr(module, attr)  # type: ignore[no-any-return]
+            return getattr(module, attr)
         except AttributeError as exc:
             raise self.error(
                 f"{self.kind} {name!r}: module {module_name!r} has no attribute {attr!r}"

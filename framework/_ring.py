@@ -218,7 +218,8 @@ class Ring:
         """
         checked_count(array, None, "array")
         impl = self._live()
-        dequeue_bulk = dequeue_burst = _read_only
+        dequeue_bulk: Callable[[int], int] = _read_only
+        dequeue_burst: Callable[[int], int] = _read_only
         bound = self._bound
         if array.flags.writeable:
             dequeue_bulk = bound.bind(impl.dequeue_bulk, array)

@@ -649,9 +649,9 @@ class RingConformance:
             for call in (ring.enqueue_bulk, ring.enqueue_burst):
                 assert call(src, 0) == 0
                 assert call(none) == 0
-            for call in (ring.dequeue_bulk, ring.dequeue_burst):
-                assert call(out, 0) == 0
-                assert call(np.empty(0, dtype=np.uint32)) == 0
+            for take in (ring.dequeue_bulk, ring.dequeue_burst):
+                assert take(out, 0) == 0
+                assert take(np.empty(0, dtype=np.uint32)) == 0
             assert np.all(out == SENTINEL)
             _assert_holds(ring, src)
 
@@ -664,7 +664,7 @@ class RingConformance:
         _assert_holds(ring, edges)
         for value in EDGE_VALUES:
             assert ring.enqueue(value) is True
-            assert ring.enqueue(np.uint32(value)) is True
+            assert ring.enqueue(np.uint32(value)) is True  # type: ignore[arg-type]  # also fine
         for value in EDGE_VALUES:
             assert ring.dequeue() == value  # 0 comes back as 0, not as None
             assert ring.dequeue() == value
@@ -703,7 +703,7 @@ class RingConformance:
         assert ring.enqueue_burst(base[::3]) == 14  # strided source
         frozen = np.arange(100, 105, dtype=np.uint32)
         frozen.flags.writeable = False  # a read-only source is fine to enqueue
-        assert ring.enqueue_bulk(frozen, np.int64(3)) == 3  # numpy integer counts work
+        assert ring.enqueue_bulk(frozen, np.int64(3)) == 3  # type: ignore[arg-type]  # works
         out = _sentinel(40)
         assert ring.dequeue_burst(out[::2]) == 17  # strided destination
         assert np.array_equal(out[::2][:17], np.concatenate([base[::3], frozen[:3]]))
@@ -880,7 +880,8 @@ class RingConformance:
 
     def test_buffer_that_is_not_an_ndarray_is_rejected(self, held_ring: pktflow.Ring) -> None:
         words = np.zeros(2, dtype=np.uint32)
-        for buffer in (memoryview(words), pyarray.array("I", [0, 0])):
+        buffers: tuple[Any, ...] = (words.data, pyarray.array("I", [0, 0]))
+        for buffer in buffers:
             with pytest.raises(pktflow.PktflowTypeError):
                 held_ring.dequeue_burst(buffer)
             with pytest.raises(pktflow.PktflowTypeError):
