@@ -40,25 +40,28 @@ Outlet = Callable[["Burst"], None]
 class StageStats:
     """One stage's counters; plain ints the runtime adds to per burst.
 
+    ``handed`` counts every handle the stage gave away (emitted, dropped or
+    freed); ``packets_out`` is what of it was emitted to a consumer.
     ``drops`` counts what the stage dropped (``drop()``, an output nothing
     consumes); what a sink frees with ``free()`` is not a drop.
 
     Usage: ``ctx.stats.packets_in``
     """
 
-    __slots__ = ("bursts", "bytes_in", "drops", "freed", "packets_in", "packets_out")
+    __slots__ = ("bursts", "bytes_in", "drops", "freed", "handed", "packets_in")
 
     def __init__(self) -> None:
         self.packets_in = 0
-        self.packets_out = 0
         self.bytes_in = 0
+        self.bursts = 0
+        self.handed = 0
         self.drops = 0
         self.freed = 0
-        self.bursts = 0
 
-    def accounted(self) -> int:
-        """Handles this stage has passed on, dropped or freed, ever."""
-        return self.packets_out + self.drops + self.freed
+    @property
+    def packets_out(self) -> int:
+        """Handles emitted to consumers."""
+        return self.handed - self.drops - self.freed
 
     def as_dict(self, lcore: int) -> dict[str, int]:
         """The JSON form of ``Stats.as_dict()["stages"][name]``."""
@@ -235,7 +238,7 @@ class Stage:
         if burst.n:
             if burst._holder is self:
                 burst._sent = True
-            self.stats.packets_out += burst.n
+            self.stats.handed += burst.n
             if not self.keeps_lengths:
                 burst.nbytes = -1
             try:
@@ -255,6 +258,7 @@ class Stage:
         if burst.n:
             if burst._holder is self:
                 burst._sent = True
+            self.stats.handed += burst.n
             self.stats.drops += burst.n
             _free(burst)
 
@@ -266,6 +270,7 @@ class Stage:
         if burst.n:
             if burst._holder is self:
                 burst._sent = True
+            self.stats.handed += burst.n
             self.stats.freed += burst.n
             _free(burst)
 

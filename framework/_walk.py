@@ -135,7 +135,7 @@ class Inlet:
             raise StageFailed(self.stage, exc) from exc
 
     def _arrive(self, burst: Burst) -> int:
-        """Count the burst in, make the stage its holder; what the stage had accounted."""
+        """Count the burst in and make the stage its holder; what the stage had handed on."""
         stats, n = self.stats, burst.n
         stats.packets_in += n
         stats.bursts += 1
@@ -146,11 +146,11 @@ class Inlet:
         burst.input = self.name
         burst._holder = self.stage
         self.stage._takes_used = 0
-        return stats.packets_out + stats.drops + stats.freed
+        return stats.handed
 
     def _release(self, burst: Burst, before: int) -> None:
         """Free what the stage still held of ``burst`` when it failed."""
-        _release_unsent(self.stage, burst, self.stats.accounted() - before)
+        _release_unsent(self.stage, burst, self.stats.handed - before)
 
 
 class _AsyncQueue:
@@ -184,8 +184,7 @@ def unconsumed(stage: Stage) -> Callable[[Burst], None]:
     stats = stage.stats
 
     def drop_unconsumed(burst: Burst) -> None:
-        stats.packets_out -= burst.n
-        stats.drops += burst.n
+        stats.drops += burst.n  # handed already counts them (emit)
         assert burst.pool is not None
         burst.pool.free_bulk(burst.array, burst.n)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import struct
 import time
+from collections.abc import Callable
 
 import numpy as np
 
@@ -20,7 +21,7 @@ import pktflow
 from pktflow.backends._numba._ring import _compiled
 
 from ._gen_kernels import fill_frames
-from ._pool_data import pool_data
+from ._pool_data import PoolArraysCache
 
 __all__ = ["Generator"]
 
@@ -92,7 +93,8 @@ class Generator(pktflow.Source):
         )
         self.sent = 0
         self._started = 0.0
-        self._alloc = None
+        self._words, self._data, self._stride = PoolArraysCache().of(ctx.pool)
+        self._alloc: Callable[[int], int] | None = None
         self._bound_array: np.ndarray | None = None
 
     async def start(self) -> None:
@@ -101,19 +103,17 @@ class Generator(pktflow.Source):
     def poll(self, burst: pktflow.Burst) -> int | None:
         k = burst.capacity if self.left is None else min(self.left, burst.capacity)
         if self.rate is not None:
-            allowed = int(self.rate * (time.perf_counter() - self._started)) - self.sent
-            k = min(k, allowed)
+            k = min(k, int(self.rate * (time.perf_counter() - self._started)) - self.sent)
         if k <= 0:
             return None if self.left == 0 else 0
-        if burst.array is not self._bound_array:
-            self._bound_array = burst.array
-            self._alloc = self.ctx.pool.bind(burst.array).alloc_bulk
-        pool = self.ctx.pool
+        array = burst.array
+        if array is not self._bound_array:
+            self._bound_array, self._alloc = array, self.ctx.pool.bind(array).alloc_bulk
         if self._alloc(k) != k:  # type: ignore[misc]
             return 0  # the pool is empty until downstream frees: try again
         _fill_frames(
-            pool.header_words, pool_data(pool), pool._stride, burst.array, k,
-            self.templates, self.size, self.sent, time.time_ns(),
+            self._words, self._data, self._stride, array, k, self.templates, self.size,
+            self.sent, time.time_ns(),
         )  # fmt: skip
         self.sent += k
         if self.left is not None:

@@ -14,11 +14,15 @@ Usage (YAML)::
 from __future__ import annotations
 
 import pktflow
+from pktflow.backends._numba._ring import _compiled
 
 from ._parse_kernels import parse_burst
-from ._pool_data import pool_data
+from ._pool_data import PoolArraysCache
 
 __all__ = ["Parse"]
+
+# Arguments typed by construction (runtime bursts, pool views): no dispatch.
+_parse_burst = _compiled(parse_burst)
 
 
 class Parse(pktflow.Stage):
@@ -27,13 +31,21 @@ class Parse(pktflow.Stage):
     outputs = ("out", "invalid")
     keeps_lengths = True
 
+    def __init__(self, ctx: pktflow.StageContext) -> None:
+        super().__init__(ctx)
+        self._arrays = PoolArraysCache()
+
     def process(self, burst: pktflow.Burst) -> None:
-        pool = burst.pool
+        words, data, stride = self._arrays.of(burst.pool)
         n = burst.n
-        valid = parse_burst(pool.header_words, pool_data(pool), pool._stride, burst.array, n)
+        valid = _parse_burst(words, data, stride, burst.array, n)
         if valid == n:
             self.emit(burst)
-            return
-        # The kernel put the valid handles first: split there.
-        self.emit(burst.take(slice(0, valid)))
-        self.emit(burst.take(slice(valid, n)), "invalid")
+        elif valid >= 0:
+            # The kernel put the valid handles first: split there.
+            self.emit(burst.take(slice(0, valid)))
+            self.emit(burst.take(slice(valid, n)), "invalid")
+        else:
+            raise pktflow.MbufError(
+                f"parse: a handle of the burst is not an mbuf of pool {burst.pool.name!r}"
+            )
