@@ -37,7 +37,10 @@ def lay_out() -> None:
         if path.is_symlink() and os.readlink(path) == relative:
             continue
         path.unlink(missing_ok=True)
-        path.symlink_to(relative)
+        try:
+            path.symlink_to(relative)
+        except FileExistsError:
+            pass  # a concurrent run made it
 
 
 def repository_paths(report: str) -> str:
