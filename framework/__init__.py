@@ -46,6 +46,7 @@ from ._mbuf import (
 )
 from ._memory import Zone, ZoneInfo, cleanup_zones, hugepage_info, list_zones
 from ._mempool import MEMPOOL_F_NO_CACHE_ALIGN, BoundMempool, Mempool
+from ._pipeline import Pipeline, Stats
 from ._registry import (
     available_backends,
     backend_names,
@@ -54,7 +55,6 @@ from ._registry import (
     register_backend,
 )
 from ._registry import unavailable_reason as backend_unavailable_reason
-from ._pipeline import Pipeline, Stats
 from ._ring import BoundRing, Ring
 from ._stage import Burst, Source, Stage, StageContext, StageStats
 from ._stage_types import register_stage, stage_type, stage_type_names

@@ -349,7 +349,7 @@ class Pipeline:
             return targets[0].deliver if targets else rings[0]
         # Fan-out: rings take their reference as an ordinary consumer would.
         receivers = [*targets, *(_RingTarget(ring) for ring in rings)]
-        return FanOut(receivers, stage.ctx.burst_size)  # type: ignore[arg-type]
+        return FanOut(receivers, stage.ctx.burst_size, stage.ctx.pool)  # type: ignore[arg-type]
 
     def _rings_fed(self, source: str, ring_feeds: dict[str, list[RingEdge]]) -> list[RingEdge]:
         """The ring edges a source's bursts reach through direct edges (its back-pressure)."""

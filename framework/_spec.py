@@ -18,6 +18,7 @@ Usage::
 
 from __future__ import annotations
 
+import builtins
 import inspect
 import re
 import typing
@@ -63,7 +64,7 @@ class _Spec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=Tru
     pass
 
 
-class RuntimeSpec(_Spec):
+class RuntimeSpec(_Spec, frozen=True):
     """``runtime:``: burst size, poll mode, huge pages, CPUs, yield period."""
 
     burst: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 32
@@ -73,7 +74,7 @@ class RuntimeSpec(_Spec):
     yield_every: Annotated[int, msgspec.Meta(ge=1)] = 64
 
 
-class MempoolSpec(_Spec):
+class MempoolSpec(_Spec, frozen=True):
     """A mempool of mbufs: ``data_room`` bytes of data after the 128-byte headroom."""
 
     n: Annotated[int, msgspec.Meta(ge=1, le=(1 << 31) - 2)]
@@ -84,7 +85,7 @@ class MempoolSpec(_Spec):
     hugepages: HugePagesMode | None = None
 
 
-class EdgeSpec(_Spec):
+class EdgeSpec(_Spec, frozen=True):
     """A stage's input edges: ring ``size``, back-pressure ``full``, forced ``backend``."""
 
     size: Annotated[int, msgspec.Meta(ge=2, le=1 << 30)] = 1024
@@ -92,7 +93,7 @@ class EdgeSpec(_Spec):
     backend: str | None = None
 
 
-class ClusterSpec(_Spec):
+class ClusterSpec(_Spec, frozen=True):
     """``cluster:``: shards on several machines (§7.7)."""
 
     engine: Literal["ray"] = "ray"
@@ -101,7 +102,7 @@ class ClusterSpec(_Spec):
     on_failure: Literal["stop", "continue"] = "stop"
 
 
-class _StageKeys(_Spec):
+class _StageKeys(_Spec, frozen=True):
     """The keys every stage has; the rest of its mapping are its own options."""
 
     type: str
@@ -133,7 +134,7 @@ class StageSpec:
 
     name: str
     type: str
-    cls: type[Stage]
+    cls: builtins.type[Stage]
     options: dict[str, Any]
     pool: str
     inputs: list[InputRef]
@@ -279,7 +280,9 @@ class _Checker:
                 raise self.error(path, f"keys must be strings, not {_kind(key)} {key!r}")
         return value
 
-    def unknown_keys(self, value: Mapping[str, Any], known: typing.Iterable[str], path: Path_):
+    def unknown_keys(
+        self, value: Mapping[str, Any], known: typing.Iterable[str], path: Path_
+    ) -> None:
         known = list(known)
         for key in value:
             if key not in known:

@@ -18,7 +18,7 @@ Usage::
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -31,6 +31,9 @@ if TYPE_CHECKING:
     from .abc import U32Array
 
 __all__ = ["Burst", "Outlet", "Source", "Stage", "StageContext", "StageStats"]
+
+# What ``Burst.take`` accepts: a mask over the handles, indices into them, a slice.
+Selection = npt.NDArray[np.bool_] | npt.NDArray[np.integer[Any]] | Sequence[int] | slice
 
 # An output as the runtime wires it: called with a non-empty burst, it takes
 # the burst's handles (delivers, enqueues or frees them) and returns.
@@ -122,7 +125,7 @@ class Burst:
 
     __slots__ = ("_free_bound", "_holder", "_sent", "array", "input", "n", "nbytes", "pool")
 
-    def __init__(self, array: U32Array, pool: PktmbufPool | None = None) -> None:
+    def __init__(self, array: U32Array, pool: PktmbufPool) -> None:
         self.array = array
         self.n = 0
         self.pool = pool
@@ -148,7 +151,7 @@ class Burst:
         """The handles, ``array[:n]`` (a view)."""
         return self.array[: self.n]
 
-    def take(self, selection: npt.ArrayLike | slice) -> Burst:
+    def take(self, selection: Selection) -> Burst:
         """A new burst of the selected handles: a boolean mask over ``handles``,
         indices into it, or a slice. Each handle must then leave through one burst.
 
@@ -277,7 +280,8 @@ class Stage:
     def _take_buffer(self, capacity: int) -> Burst:
         used = self._takes_used
         if used == len(self._takes) or self._takes[used].capacity < capacity:
-            buffer = Burst(np.empty(max(capacity, self.ctx.burst_size), dtype=np.uint32))
+            array = np.empty(max(capacity, self.ctx.burst_size), dtype=np.uint32)
+            buffer = Burst(array, self.ctx.pool)
             if used == len(self._takes):
                 self._takes.append(buffer)
             else:
@@ -335,8 +339,6 @@ def _free(burst: Burst) -> None:
     pool, n = burst.pool, burst.n
     bound = burst._free_bound
     if bound is None or bound[0] is not pool:
-        if pool is None:
-            raise PipelineError("a burst with handles but no pool")
         bound = burst._free_bound = (pool, pool.bind(burst.array).free_bulk)
     done = bound[1](n)
     if done < 0:

@@ -86,7 +86,7 @@ _PASS_THROUGH = (StageFailed, KeyboardInterrupt, SystemExit, asyncio.CancelledEr
 def _release_unsent(stage: Stage, burst: Burst, accounted: int) -> None:
     """Free what a failed stage still held of its burst (so pools end full)."""
     held = stage._unsent_handles(burst, accounted)
-    if held.shape[0] and burst.pool is not None:
+    if held.shape[0]:
         burst.pool.free_bulk(np.ascontiguousarray(held, dtype=np.uint32))
 
 
@@ -141,7 +141,7 @@ class Inlet:
         stats.bursts += 1
         nbytes = burst.nbytes
         if nbytes < 0:
-            nbytes = burst.nbytes = burst_bytes(burst.pool._header_words, burst.array, n)  # type: ignore[union-attr]
+            nbytes = burst.nbytes = burst_bytes(burst.pool._header_words, burst.array, n)
         stats.bytes_in += nbytes
         burst.input = self.name
         burst._holder = self.stage
@@ -162,9 +162,13 @@ class _AsyncQueue:
         self.spare: list[Burst] = []
 
     def put(self, inlet: Inlet, burst: Burst) -> None:
-        copy = self.spare.pop() if self.spare else Burst(np.empty(self.capacity, np.uint32))
+        copy = (
+            self.spare.pop()
+            if self.spare
+            else Burst(np.empty(self.capacity, np.uint32), burst.pool)
+        )
         if copy.capacity < burst.n:
-            copy = Burst(np.empty(burst.n, np.uint32))
+            copy = Burst(np.empty(burst.n, np.uint32), burst.pool)
         copy.array[: burst.n] = burst.array[: burst.n]
         copy.n, copy.pool, copy.nbytes = burst.n, burst.pool, burst.nbytes
         self.pending.append((inlet, copy))
@@ -185,7 +189,6 @@ def unconsumed(stage: Stage) -> Callable[[Burst], None]:
 
     def drop_unconsumed(burst: Burst) -> None:
         stats.drops += burst.n  # handed already counts them (emit)
-        assert burst.pool is not None
         burst.pool.free_bulk(burst.array, burst.n)
 
     return drop_unconsumed
@@ -196,16 +199,15 @@ class FanOut:
 
     __slots__ = ("copies", "inlets")
 
-    def __init__(self, inlets: Sequence[Inlet], capacity: int) -> None:
+    def __init__(self, inlets: Sequence[Inlet], capacity: int, pool: PktmbufPool) -> None:
         self.inlets = list(inlets)
-        self.copies = [Burst(np.empty(capacity, np.uint32)) for _ in self.inlets[1:]]
+        self.copies = [Burst(np.empty(capacity, np.uint32), pool) for _ in self.inlets[1:]]
 
     def __call__(self, burst: Burst) -> None:
         n, pool = burst.n, burst.pool
-        assert pool is not None
         extra = len(self.copies)
         if self.copies[0].capacity < n:
-            self.copies = [Burst(np.empty(n, np.uint32)) for _ in range(extra)]
+            self.copies = [Burst(np.empty(n, np.uint32), pool) for _ in range(extra)]
         refcnt_add_bulk(pool._header_words, burst.array, n, extra)
         for copy in self.copies:
             copy.array[:n] = burst.array[:n]
