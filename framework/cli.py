@@ -13,6 +13,7 @@ Usage::
     pktflow cleanup --dry-run
     pktflow bench ring --quick
     pktflow bench mempool --quick
+    pktflow bench pipeline --quick
 """
 
 from __future__ import annotations
@@ -347,3 +348,23 @@ def mempool(
     from .bench.mempool import run_mempool_bench
 
     run_mempool_bench(**_bench_arguments(quick, as_json, backends, bursts, repeats))
+
+
+@bench.command()
+@_bench_options("Mempool", "Packets per burst (runtime.burst; repeatable).")
+def pipeline(
+    quick: bool,
+    as_json: bool,
+    backends: tuple[str, ...],
+    bursts: tuple[int, ...],
+    repeats: int | None,
+) -> None:
+    """The quickstart graph in packets/s: the walk, rings on every edge, asyncio.Queue tasks.
+
+    \f
+    Usage: ``pktflow bench pipeline --burst 32 --json``
+    """
+    # Imported here: the benchmark pulls in numba and the stages only when run.
+    from .bench.pipeline import run_pipeline_bench
+
+    run_pipeline_bench(**_bench_arguments(quick, as_json, backends, bursts, repeats))

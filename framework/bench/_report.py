@@ -26,6 +26,8 @@ from pktflow._affinity import cpu_list
 from ._measure import Row
 
 UNIT = "handles/s"
+# The unit of the benchmarks whose rates are not handles, for callers that do not name one.
+UNITS = {"pipeline": "packets/s"}
 
 
 class Comparison(NamedTuple):
@@ -41,7 +43,7 @@ class Comparison(NamedTuple):
 
 
 class Target(NamedTuple):
-    """A rate the row ``row`` must reach, in handles/s.
+    """A rate the row ``row`` must reach, in the result's unit (handles/s unless it says).
 
     Usage: ``Target("numba single thread, burst 32", key, 30e6)``
     """
@@ -87,8 +89,12 @@ def build_result(
     targets: Sequence[Target],
     settings: dict[str, Any],
     notes: Sequence[str],
+    unit: str | None = None,
 ) -> dict[str, Any]:
     """The machine-readable result of one command: rows, ratios, targets, notes.
+
+    ``unit`` is what the rows' rates count per second (default: the
+    benchmark's entry in ``UNITS``, else ``UNIT``, handles/s).
 
     Usage: ``result = build_result("ring", rows, comparisons, targets, settings, notes)``
     """
@@ -121,7 +127,7 @@ def build_result(
         )
     return {
         "benchmark": benchmark,
-        "unit": UNIT,
+        "unit": unit or UNITS.get(benchmark, UNIT),
         "machine": {
             "cpus": cpu_list(),
             "cpu_count": os.cpu_count(),
@@ -187,7 +193,7 @@ def render(
     console = console or Console()
     runs = sorted({row["runs"] for row in result["rows"]})
     title = (
-        f"pktflow bench {result['benchmark']}: millions of {UNIT}, median of "
+        f"pktflow bench {result['benchmark']}: millions of {result.get('unit', UNIT)}, median of "
         f"{'/'.join(map(str, runs))} runs (min\N{EN DASH}max)"
     )
     table = _table(
