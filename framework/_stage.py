@@ -132,7 +132,7 @@ class Burst:
         # The input edge the burst arrived on ("gen.out"), set per delivery.
         self.input = ""
         # Bytes of its packets (sum of pkt_len) as it reached the current
-        # stage; -1 until the runtime counts them.
+        # stage; -1 until the runtime counts them (a source that knows may set it).
         self.nbytes = -1
         # The stage holding the burst now: its take buffers serve ``take``.
         self._holder: Stage | None = None

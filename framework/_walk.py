@@ -392,42 +392,38 @@ class Walk:
     def _poll(self, source: SourceRun) -> int | None:
         """Poll a sync source once and emit what it made; its count or None."""
         burst = source.burst
-        burst._holder = source.stage
+        burst._holder, burst.nbytes = source.stage, -1  # a source may count its bytes
         try:
-            k = source.poll(burst)
+            return self._emit_polled(source, source.poll(burst))
+        except _PASS_THROUGH:
+            raise
         except Exception as exc:
             raise StageFailed(source.stage, exc) from exc
-        if k:
-            self._emit_polled(source, burst, k)
-        return k  # type: ignore[no-any-return]
 
     async def _poll_source(self, source: SourceRun) -> int | None:
         """``_poll`` for a source whose ``poll`` is ``async def``."""
         burst = source.burst
-        burst._holder = source.stage
+        burst._holder, burst.nbytes = source.stage, -1
         try:
-            k = await source.poll(burst)
-        except Exception as exc:
-            raise StageFailed(source.stage, exc) from exc
-        if k:
-            self._emit_polled(source, burst, k)
-        return k  # type: ignore[no-any-return]
-
-    def _emit_polled(self, source: SourceRun, burst: Burst, k: int) -> None:
-        if type(k) is not int or not 0 < k <= source.capacity:
-            raise StageFailed(
-                source.stage,
-                PipelineError(f"poll() returned {k!r}: not an int in 0..{source.capacity} or None"),
-            )
-        burst.n, burst.nbytes = k, -1
-        source.stats.bursts += 1
-        self.packets += k
-        try:
-            source.stage.emit(burst)
-        except StageFailed:
+            return self._emit_polled(source, await source.poll(burst))
+        except _PASS_THROUGH:
             raise
         except Exception as exc:
             raise StageFailed(source.stage, exc) from exc
+
+    def _emit_polled(self, source: SourceRun, k: object) -> int | None:
+        if not k:
+            return k  # type: ignore[return-value]
+        if type(k) is not int or not 0 < k <= source.capacity:
+            raise PipelineError(
+                f"poll() returned {k!r}: not an int in 0..{source.capacity} or None"
+            )
+        burst = source.burst
+        burst.n = k
+        source.stats.bursts += 1
+        self.packets += k
+        source.stage.emit(burst)
+        return k
 
     def _rings_pending(self) -> bool:
         return any(edge.pending() for edge in self.rings)

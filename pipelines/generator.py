@@ -118,4 +118,5 @@ class Generator(pktflow.Source):
         self.sent += k
         if self.left is not None:
             self.left -= k
+        burst.nbytes = k * self.size
         return k
