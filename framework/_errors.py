@@ -45,7 +45,8 @@ class ConfigError(PktflowError, ValueError):
         key: str | None = None,
     ) -> None:
         self.file, self.line, self.key, self.reason = file, line, key, message
-        parts = [":".join(str(part) for part in (file, line) if part is not None), key, message]
+        where = f"{file}:{line}" if file and line else (file or (f"line {line}" if line else ""))
+        parts = [where, key, message]
         super().__init__(": ".join(part for part in parts if part))
 
 

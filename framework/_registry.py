@@ -202,6 +202,11 @@ class Registry(Generic[T]):
         except ImportError as exc:
             hint = self._hints.get(name, "check that the package providing it is installed")
             raise self.error(f"{self.kind} {name!r} cannot be imported ({exc}); {hint}") from exc
+        except Exception as exc:  # the module itself failed while importing
+            raise self.error(
+                f"{self.kind} {name!r}: importing {module_name!r} failed: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
         try:
             return getattr(module, attr)
         except AttributeError as exc:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import builtins
 import inspect
 import re
+import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -28,9 +29,11 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, NamedTuple, TypeVar
 
 import msgspec
+import msgspec.inspect
 import yaml
 
-from ._errors import ConfigError
+from ._cache import check_cache_size
+from ._errors import ConfigError, PktflowValueError
 from ._lcore import MAX_LCORE
 from ._mbuf import PKTMBUF_HEADROOM
 from ._registry import backend_names, did_you_mean
@@ -53,7 +56,7 @@ __all__ = [
 Poll = Literal["busy", "adaptive", "interrupt"]
 HugePagesMode = Literal["auto", "require", "never"]
 Full = Literal["block", "drop"]
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*")  # matched whole (fullmatch)
 DEFAULT_POOL = "pkts"
 
 Path_ = tuple[str | int, ...]
@@ -158,7 +161,7 @@ class PipelineSpec:
     name: str
     runtime: RuntimeSpec
     mempools: dict[str, MempoolSpec]
-    stages: dict[str, StageSpec]  # sources first, every stage after its inputs
+    stages: dict[str, StageSpec]  # every stage after its inputs
     cluster: ClusterSpec | None = None
     file: str | None = None
     lines: dict[Path_, int] = field(default_factory=dict, repr=False)
@@ -182,9 +185,14 @@ def load_spec_file(path: str | Path) -> PipelineSpec:
     Usage: ``spec = load_spec_file("pipelines/examples/quickstart.yaml")``
     """
     try:
-        text = Path(path).read_text()
+        raw = Path(path).read_bytes()
     except OSError as exc:
         raise ConfigError(f"cannot read the pipeline: {exc.strerror}", file=str(path)) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError(f"not UTF-8 text (byte {exc.start})", file=str(path), line=line) from None
     return load_spec_text(text, file=str(path))
 
 
@@ -210,19 +218,24 @@ def load_spec_dict(data: Mapping[str, Any]) -> PipelineSpec:
 
 def _load_yaml(text: str, file: str | None) -> tuple[Any, dict[Path_, int]]:
     """The data of one YAML document and the line of every key and item in it."""
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow
+        raise _reader_error(exc, text, file) from None
     try:
         node = loader.get_single_node()
         if node is None:
             raise ConfigError("the file is empty: a pipeline needs name and stages", file=file)
         lines: dict[Path_, int] = {(): node.start_mark.line + 1}
-        _record_lines(node, (), lines, file)
+        _record_lines(node, (), lines, file, set())
         data = loader.construct_document(node)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
         problem = exc.problem or exc.context or "malformed YAML"
         raise ConfigError(f"YAML syntax: {problem}", file=file, line=line) from None
+    except yaml.reader.ReaderError as exc:
+        raise _reader_error(exc, text, file) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"YAML syntax: {exc}", file=file) from None
     finally:
@@ -230,7 +243,43 @@ def _load_yaml(text: str, file: str | None) -> tuple[Any, dict[Path_, int]]:
     return data, lines
 
 
-def _record_lines(node: yaml.Node, path: Path_, lines: dict[Path_, int], file: str | None) -> None:
+def _reader_error(exc: yaml.reader.ReaderError, text: str, file: str | None) -> ConfigError:
+    line = text[: exc.position].count("\n") + 1
+    character = exc.character if isinstance(exc.character, int) else ord(exc.character)
+    return ConfigError(
+        f"YAML syntax: unacceptable character #x{character:04x}: {exc.reason}",
+        file=file,
+        line=line,
+    )
+
+
+def _record_lines(
+    node: yaml.Node,
+    path: Path_,
+    lines: dict[Path_, int],
+    file: str | None,
+    walked: set[int],
+    above: set[int] | None = None,
+) -> None:
+    """Record the line of every key and item under ``node``; refuse duplicate keys.
+
+    An alias is the same node object as its anchor: it is walked once (so
+    nested aliases cannot make this exponential) and one that contains
+    itself is refused. ``walked``: ids of the nodes seen; ``above``: of
+    those on the path to this one.
+    """
+    if not isinstance(node, (yaml.MappingNode, yaml.SequenceNode)):
+        return
+    above = set() if above is None else above
+    if id(node) in above:
+        raise ConfigError(
+            "a YAML alias that contains itself", file=file, line=node.start_mark.line + 1,
+            key=_dotted(path) or None,
+        )  # fmt: skip
+    if id(node) in walked:
+        return
+    walked.add(id(node))
+    above.add(id(node))
     if isinstance(node, yaml.MappingNode):
         seen: set[str] = set()
         for key_node, value_node in node.value:
@@ -242,11 +291,12 @@ def _record_lines(node: yaml.Node, path: Path_, lines: dict[Path_, int], file: s
                 )
             seen.add(key)
             lines[(*path, key)] = line
-            _record_lines(value_node, (*path, key), lines, file)
-    elif isinstance(node, yaml.SequenceNode):
+            _record_lines(value_node, (*path, key), lines, file, walked, above)
+    else:
         for i, item in enumerate(node.value):
             lines[(*path, i)] = item.start_mark.line + 1
-            _record_lines(item, (*path, i), lines, file)
+            _record_lines(item, (*path, i), lines, file, walked, above)
+    above.discard(id(node))
 
 
 def _dotted(path: Path_) -> str:
@@ -307,14 +357,13 @@ class _Checker:
         self.unknown_keys(top, _TOP_KEYS, ())
         for required in ("name", "stages"):
             if required not in top:
-                raise self.error((), f"missing key {required!r}")
+                raise self.error((required,), f"missing key {required!r}")
         name = top["name"]
-        if not isinstance(name, str) or not _NAME.match(name):
+        if not isinstance(name, str) or not _NAME.fullmatch(name):
             raise self.error(("name",), f"a pipeline name is letters, digits, _ and -: {name!r}")
         runtime = self.convert(top.get("runtime"), RuntimeSpec, ("runtime",), "runtime")
-        cluster = None
         if top.get("cluster") is not None:
-            cluster = self.convert(top["cluster"], ClusterSpec, ("cluster",), "cluster")
+            self.convert(top["cluster"], ClusterSpec, ("cluster",), "cluster")  # its errors first
             raise self.error(
                 ("cluster",),
                 "pipelines across machines are not supported by this version of pktflow",
@@ -333,24 +382,22 @@ class _Checker:
             runtime=runtime,
             mempools=mempools or {DEFAULT_POOL: MempoolSpec(n=8191)},
             stages=ordered,
-            cluster=cluster,
             file=self.file,
             lines=self.lines,
         )
 
     def mempools(self, raw: Any) -> dict[str, MempoolSpec]:
         pools: dict[str, MempoolSpec] = {}
-        for name, value in self.mapping(raw or {}, ("mempools",), "mempools").items():
+        raw = {} if raw is None else raw
+        for name, value in self.mapping(raw, ("mempools",), "mempools").items():
             path = ("mempools", name)
-            if not _NAME.match(name):
+            if not _NAME.fullmatch(name):
                 raise self.error(path, "a mempool name is letters, digits, _ and -")
             pool = self.convert(value, MempoolSpec, path, "a mempool")
-            if pool.cache_size * 3 > pool.n * 2:
-                raise self.error(
-                    (*path, "cache_size"),
-                    f"cache_size {pool.cache_size} needs n >= 1.5 x cache_size "
-                    f"({pool.cache_size * 3 // 2}), n is {pool.n}",
-                )
+            try:
+                check_cache_size(pool.cache_size, pool.n)  # the rule the Mempool applies
+            except PktflowValueError as exc:
+                raise self.error((*path, "cache_size"), str(exc)) from None
             if pool.backend is not None:
                 self.backend(pool.backend, (*path, "backend"))
             pools[name] = pool
@@ -369,13 +416,15 @@ class _Checker:
         self, name: str, raw: Any, runtime: RuntimeSpec, mempools: dict[str, MempoolSpec]
     ) -> StageSpec:
         path: Path_ = ("stages", name)
-        if not _NAME.match(name):
+        if not _NAME.fullmatch(name):
             raise self.error(path, "a stage name is letters, digits, _ and -")
         data = self.mapping(raw, path, "a stage")
         if "type" not in data:
             raise self.error(path, "missing key 'type'")
         known = {k: v for k, v in data.items() if k in _STAGE_KEYS}
         options = {k: v for k, v in data.items() if k not in _STAGE_KEYS}
+        if isinstance(known.get("edge"), Mapping):
+            self.unknown_keys(known["edge"], _field_names(EdgeSpec), (*path, "edge"))
         keys = self.convert(known, _StageKeys, path, "a stage")
         cls = self.stage_class(keys.type, (*path, "type"))
         options = self.options(cls, options, path)
@@ -455,8 +504,8 @@ class _Checker:
                     path, f"several mempools ({', '.join(mempools)}): say which with pool:"
                 )
             return next(iter(mempools), DEFAULT_POOL)
-        if pool not in mempools:
-            declared = ", ".join(mempools) or "none"
+        if pool not in mempools and (mempools or pool != DEFAULT_POOL):
+            declared = ", ".join(mempools) or f"none (the default is {DEFAULT_POOL!r})"
             raise self.error(
                 (*path, "pool"),
                 f"no mempool named {pool!r}{did_you_mean(pool, mempools)}; declared: {declared}",
@@ -509,7 +558,7 @@ class _Checker:
             if state.get(name) == 2:
                 return
             if state.get(name) == 1:
-                cycle = [*trail[trail.index(name) :], name]
+                cycle = [*trail[trail.index(name) :], name][::-1]  # in the data's direction
                 raise self.error(
                     ("stages", name, "inputs"), f"the inputs form a cycle: {' -> '.join(cycle)}"
                 )
@@ -539,13 +588,12 @@ _PATH_PART = re.compile(r"\.([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]")
 def _split_msgspec_error(text: str) -> tuple[str, Path_]:
     """msgspec's "Expected `int`, got `str` - at `$.edge.size`" as (message, path)."""
     match = _MSGSPEC_AT.match(text)
-    if not match:
-        return text, ()
+    message, where = (match.group(1), match.group(2)) if match else (text, "")
     path: list[str | int] = []
-    for name, index in _PATH_PART.findall(match.group(2)):
+    for name, index in _PATH_PART.findall(where):
         path.append(name if name else int(index))
-    message = match.group(1).replace("`", "")
-    return message[0].lower() + message[1:], tuple(path)
+    message = message.replace("`", "")
+    return message[:1].lower() + message[1:], tuple(path)
 
 
 def _option_params(cls: type[Stage]) -> dict[str, inspect.Parameter] | None:
@@ -561,22 +609,25 @@ def _option_params(cls: type[Stage]) -> dict[str, inspect.Parameter] | None:
 
 
 def _option_hints(cls: type[Stage], params: dict[str, inspect.Parameter]) -> dict[str, Any]:
-    """Type hints of the options that msgspec can check (unresolvable ones are skipped)."""
-    try:
-        hints = typing.get_type_hints(cls.__init__, include_extras=True)
-    except Exception:
-        return {}
+    """Type hints of the options that msgspec can check.
+
+    Each annotation is resolved on its own, so one that cannot be (a name
+    imported only for type checkers) leaves just that option unchecked.
+    """
+    init = cls.__init__
+    raw = getattr(init, "__annotations__", {})
+    namespace = getattr(init, "__globals__", {})
     checked = {}
     for name in params:
-        hint = hints.get(name)
-        if hint is None or hint is Any:
+        if name not in raw:
             continue
+        holder = types.SimpleNamespace(__annotations__={name: raw[name]})
         try:
-            msgspec.convert(None, hint)
-        except msgspec.ValidationError:
-            checked[name] = hint
-        except (TypeError, ValueError):
-            continue  # a type msgspec does not know: left to the constructor
-        else:
-            checked[name] = hint
+            hint = typing.get_type_hints(holder, globalns=namespace, include_extras=True)[name]
+            if hint is Any:
+                continue
+            msgspec.inspect.type_info(hint)  # a type msgspec knows, or TypeError
+        except Exception:
+            continue  # left to the constructor
+        checked[name] = hint
     return checked
