@@ -123,10 +123,14 @@ class Burst:
         self.emit(small, "small")
     """
 
-    __slots__ = ("_free_bound", "_holder", "_sent", "array", "input", "n", "nbytes", "pool")
+    __slots__ = (
+        "_free_bound", "_holder", "_sent", "array", "capacity", "input", "n", "nbytes", "pool",
+    )  # fmt: skip
 
     def __init__(self, array: U32Array, pool: PktmbufPool) -> None:
         self.array = array
+        # Length of ``array``: the most handles this burst can hold.
+        self.capacity: int = array.shape[0]
         self.n = 0
         self.pool = pool
         # The input edge the burst arrived on ("gen.out"), set per delivery.
@@ -140,11 +144,6 @@ class Burst:
         self._sent = False
         # (pool, its free_bulk bound to ``array``): one compiled call per free.
         self._free_bound: tuple[PktmbufPool, Callable[[int], int]] | None = None
-
-    @property
-    def capacity(self) -> int:
-        """Length of ``array``: the most handles this burst can hold."""
-        return int(self.array.shape[0])
 
     @property
     def handles(self) -> U32Array:
@@ -311,6 +310,9 @@ class Stage:
 class Source(Stage):
     """A stage that makes packets: ``poll`` fills a burst with mbufs it allocated.
 
+    A source may set ``burst.nbytes`` (the sum of the packets' lengths)
+    when it knows it; else the runtime counts it where it is needed.
+
     ``poll`` (plain or ``async def``) returns how many handles it put in
     ``burst.array`` (0: nothing now; the runtime polls again after a
     back-off that depends on the poll mode), or None when the source is
@@ -322,6 +324,8 @@ class Source(Stage):
             def poll(self, burst):
                 return self.ctx.pool.alloc_bulk(burst.array, burst.capacity)
     """
+
+    keeps_lengths: ClassVar[bool] = True  # what it emits is what it made
 
     def poll(self, burst: Burst) -> Any:
         """Fill ``burst.array[:k]`` with fresh mbufs; k, 0 for nothing now, None at the end.

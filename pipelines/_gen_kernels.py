@@ -1,4 +1,4 @@
-"""The generator's kernel: frames from per-flow header templates into fresh mbufs."""
+"""The generator's kernels: frames from per-flow header templates into fresh mbufs."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import numpy as np
 from numba import njit
 
 from pktflow._mbuf_layout import H_BUF, H_DATA, H_PKT_LEN, H_TIMESTAMP
+from pktflow.backends.jit import mbuf_alloc_bulk
 
 _SIG = (
     "void(uint32[:, ::1], uint8[::1], int64, uint32[::1], int64, uint64[:, ::1], int64, int64,"
@@ -46,3 +47,22 @@ def fill_frames(words, data, stride, handles, n, templates, size, first, timesta
         flow += 1
         if flow == flows:
             flow = 0
+
+
+_SIG_ALLOC = (
+    "int64(uint32[::1], uint32[:, ::1], uint32[::1], uint8[::1], int64, uint64[:, ::1], int64,"
+    " uint32[::1], int64, int64, int64)"
+)
+
+
+@njit(_SIG_ALLOC, cache=True, nogil=True)
+def alloc_frames(ring, words, cache, data, stride, templates, size, out, n, first, timestamp):
+    """Allocate ``n`` mbufs into ``out`` (all or none, DPDK's alloc_bulk) and fill them.
+
+    One call per burst for pools whose free list is a jitted ring: ``ring``
+    is its state, ``cache`` the calling lcore's cache row. Returns n or 0.
+    """
+    got = mbuf_alloc_bulk(ring, words, cache, out, n)
+    if got > 0:
+        fill_frames(words, data, stride, out, got, templates, size, first, timestamp)
+    return got

@@ -14,18 +14,22 @@ from __future__ import annotations
 import struct
 import time
 from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 
 import pktflow
+from pktflow._lcore import thread_state
 from pktflow.backends._numba._ring import _compiled
 
-from ._gen_kernels import fill_frames
+from ._gen_kernels import alloc_frames, fill_frames
 from ._pool_data import PoolArraysCache
 
 __all__ = ["Generator"]
 
-_fill_frames = _compiled(fill_frames)  # arguments typed by construction: no dispatch
+# Arguments typed by construction (pool views, runtime bursts): no dispatch.
+_fill_frames = _compiled(fill_frames)
+_alloc_frames = _compiled(alloc_frames)
 HEADERS_LEN = 14 + 20 + 8  # Ethernet, IPv4 without options, UDP
 _TEMPLATE_LEN = 48  # the headers padded to whole uint64 words (the kernel copies words)
 _PORTS = 65535 - 1024
@@ -94,11 +98,30 @@ class Generator(pktflow.Source):
         self.sent = 0
         self._started = 0.0
         self._words, self._data, self._stride = PoolArraysCache().of(ctx.pool)
-        self._alloc: Callable[[int], int] | None = None
+        # make(n, first, timestamp) -> n or 0: allocate and fill, bound to one array.
+        self._make: Callable[[int, int, int], int] | None = None
         self._bound_array: np.ndarray | None = None
 
     async def start(self) -> None:
         self._started = time.perf_counter()
+
+    def _maker(self, array: np.ndarray) -> Callable[[int, int, int], int]:
+        """Allocate-and-fill bound to ``array``: one compiled call where the pool allows."""
+        pool = self.ctx.pool
+        state = pool.ring.state
+        fixed = (self._words, pool.cache_rows[thread_state.cache_index], self._data, self._stride)
+        if state is not None and not pool.debug:
+            return partial(_alloc_frames, state, *fixed, self.templates, self.size, array)
+        alloc = pool.bind(array).alloc_bulk
+
+        def make(n: int, first: int, timestamp: int) -> int:
+            got = alloc(n)
+            if got > 0:
+                _fill_frames(self._words, self._data, self._stride, array, got,
+                             self.templates, self.size, first, timestamp)  # fmt: skip
+            return got
+
+        return make
 
     def poll(self, burst: pktflow.Burst) -> int | None:
         k = burst.capacity if self.left is None else min(self.left, burst.capacity)
@@ -106,15 +129,10 @@ class Generator(pktflow.Source):
             k = min(k, int(self.rate * (time.perf_counter() - self._started)) - self.sent)
         if k <= 0:
             return None if self.left == 0 else 0
-        array = burst.array
-        if array is not self._bound_array:
-            self._bound_array, self._alloc = array, self.ctx.pool.bind(array).alloc_bulk
-        if self._alloc(k) != k:  # type: ignore[misc]
+        if burst.array is not self._bound_array:
+            self._bound_array, self._make = burst.array, self._maker(burst.array)
+        if self._make(k, self.sent, time.time_ns()) != k:  # type: ignore[misc]
             return 0  # the pool is empty until downstream frees: try again
-        _fill_frames(
-            self._words, self._data, self._stride, array, k, self.templates, self.size,
-            self.sent, time.time_ns(),
-        )  # fmt: skip
         self.sent += k
         if self.left is not None:
             self.left -= k
