@@ -237,10 +237,12 @@ class Stage:
 
         Usage: ``self.emit(burst, "invalid")``
         """
-        if burst.n:
-            if burst._holder is self:
-                burst._sent = True
-            self.stats.handed += burst.n
+        n = burst.n
+        if n:
+            # Read only for this stage's own takes (_unsent_handles): a take is
+            # passed on by the stage that made it before anyone else can.
+            burst._sent = True
+            self.stats.handed += n
             if not self.keeps_lengths:
                 burst.nbytes = -1
             try:
@@ -257,11 +259,12 @@ class Stage:
 
         Usage: ``self.drop(burst)``
         """
-        if burst.n:
-            if burst._holder is self:
-                burst._sent = True
-            self.stats.handed += burst.n
-            self.stats.drops += burst.n
+        n = burst.n
+        if n:
+            burst._sent = True
+            stats = self.stats
+            stats.handed += n
+            stats.drops += n
             _free(burst)
 
     def free(self, burst: Burst) -> None:
@@ -269,11 +272,12 @@ class Stage:
 
         Usage: ``self.free(burst)``
         """
-        if burst.n:
-            if burst._holder is self:
-                burst._sent = True
-            self.stats.handed += burst.n
-            self.stats.freed += burst.n
+        n = burst.n
+        if n:
+            burst._sent = True
+            stats = self.stats
+            stats.handed += n
+            stats.freed += n
             _free(burst)
 
     def _take_buffer(self, capacity: int) -> Burst:

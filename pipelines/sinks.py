@@ -8,6 +8,8 @@ Usage (YAML)::
 
 from __future__ import annotations
 
+from collections import defaultdict
+
 import pktflow
 
 __all__ = ["Counter", "Drop"]
@@ -21,12 +23,11 @@ class Counter(pktflow.Stage):
 
     def __init__(self, ctx: pktflow.StageContext) -> None:
         super().__init__(ctx)
-        self.per_input: dict[str, list[int]] = {}
+        # input edge -> [packets, bytes]
+        self.per_input: defaultdict[str, list[int]] = defaultdict(lambda: [0, 0])
 
     def process(self, burst: pktflow.Burst) -> None:
-        row = self.per_input.get(burst.input)
-        if row is None:
-            row = self.per_input[burst.input] = [0, 0]
+        row = self.per_input[burst.input]
         row[0] += burst.n
         row[1] += burst.nbytes
         self.free(burst)
