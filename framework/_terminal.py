@@ -81,8 +81,12 @@ def run_pipeline_file(
 
         pipeline = Pipeline.from_file(path)
     out = Console()
-    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-        stats = runner.run(_run(pipeline, duration, count, as_json, out, err))
+    try:
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            stats = runner.run(_run(pipeline, duration, count, as_json, out, err))
+    except KeyboardInterrupt:  # the second Ctrl-C: nothing drained, nothing more printed
+        err.print("stopped at once")
+        return 130
     if as_json:
         print(json.dumps(stats.as_dict()), flush=True)
     else:

@@ -111,3 +111,15 @@ class Keep(pktflow.Stage):
         self.handles.append(burst.handles.copy())
         self.ports.append(burst.pool.headers["port"][burst.handles].copy())
         self.free(burst)
+
+
+class SlowStop(pktflow.Stage):
+    """A sink whose ``stop()`` takes a minute (a stage stuck while stopping)."""
+
+    outputs = ()
+
+    def process(self, burst: pktflow.Burst) -> None:
+        self.free(burst)
+
+    async def stop(self) -> None:
+        await asyncio.sleep(60)

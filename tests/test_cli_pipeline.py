@@ -139,3 +139,49 @@ def test_the_readme_quick_start_pipeline_ends_by_itself():
     assert done.returncode == 0, done.stderr
     final = json.loads(done.stdout.strip().splitlines()[-1])
     assert final["stages"]["count"]["packets_in"] == 20_000_000
+
+
+def test_a_second_ctrl_c_stops_at_once(tmp_path: Path):
+    path = tmp_path / "slow.yaml"
+    path.write_text(
+        "name: slow\nstages:\n  gen: {type: generator}\n"
+        "  sink: {type: '_pipeline_stages:SlowStop', inputs: [gen]}\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pktflow", "run", str(path), "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    proc.stdout.readline()  # running
+    proc.send_signal(signal.SIGINT)  # drains, then waits for the sink's stop()
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert "stopped at once" in err
+
+
+def test_live_and_summary_tables_render():
+    from rich.console import Console
+
+    from pktflow._terminal import graph_table, rate_table, summary_table
+
+    p = pktflow.Pipeline.from_file(EXAMPLES / "quickstart.yaml")
+    before = pktflow.Stats(1.0, {"gen": _row(0, 1000), "count": _row(1000, 0)})
+    now = pktflow.Stats(2.0, {"gen": _row(0, 3000), "count": _row(3000, 0)})
+    console = Console(record=True, width=100)
+    console.print(rate_table(p, before, now))
+    console.print(summary_table(p, now))
+    console.print(graph_table(p.spec))
+    text = console.export_text()
+    assert "2.00 kpps" in text  # (3000 - 1000) packets in 1 s
+    assert "128.00 kbps" in text  # 2000 packets x 8 bytes x 8 bits in 1 s
+    assert "quickstart: done in 2.00 s" in text
+    assert "invalid -> bad" in text
+
+
+def _row(packets_in: int, packets_out: int) -> dict[str, int]:
+    return {
+        "lcore": 0, "packets_in": packets_in, "packets_out": packets_out,
+        "bytes_in": 8 * packets_in, "drops": 0, "bursts": packets_in // 32,
+    }  # fmt: skip

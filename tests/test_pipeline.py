@@ -294,10 +294,11 @@ def test_a_pipeline_runs_once(run_on):
     run_on(main)
 
 
-def test_idle_source_does_not_spin_the_cpu(run_on):
+@pytest.mark.parametrize("poll", ["adaptive", "interrupt"])
+def test_idle_source_does_not_spin_the_cpu(run_on, poll):
     p = pipeline(
         {"idle": {"type": f"{STAGES}:Idle"}, "c": {"type": "counter", "inputs": ["idle"]}},
-        runtime={"poll": "adaptive"},
+        runtime={"poll": poll},
     )
 
     async def main() -> float:
