@@ -32,7 +32,7 @@ from pathlib import Path
 
 from ._arrays import checked_int
 from ._errors import ExistsError, PktflowValueError
-from ._memory import process_start_time
+from ._memory import open_private_file, process_start_time
 
 __all__ = ["LCORE_ID_ANY", "MAX_LCORE", "lcore_id", "register_lcore", "unregister_lcore"]
 
@@ -102,7 +102,8 @@ def lcore_id() -> int:
 @contextmanager
 def _locked_table(path: Path) -> Iterator[int]:
     """The table's file descriptor under an exclusive flock; creates the table if new."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    # Never through a symlink, never a FIFO or another user's file: 0600, ours.
+    fd = open_private_file(path, os.O_RDWR, what="pktflow lcore table", create=True)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)  # dropped by the close
         if os.fstat(fd).st_size == 0:  # we created it: a header, then free slots

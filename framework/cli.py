@@ -27,7 +27,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from . import PktflowError, __version__, cleanup_zones
+from . import PktflowError, __version__, cleanup_zones, list_zones
 from ._info import NOT_INSTALLED, collect_info
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -238,14 +238,18 @@ def cleanup(dry_run: bool) -> None:
     """Remove shared zones left behind by processes that are gone.
 
     A crashed run cannot unlink its zones; this does, for any zone whose
-    creator no longer exists.
+    creator no longer exists and that no live process still maps.
 
     \f
     Usage: ``pktflow cleanup --dry-run``
     """
     removed = cleanup_zones(dry_run=dry_run)
+    for zone in list_zones():
+        if not zone.creator_alive and zone.mapped_by:
+            pids = ", ".join(map(str, zone.mapped_by))
+            click.echo(f"Kept {zone.name} ({zone.path}): its creator is gone, pids {pids} map it.")
     if not removed:
-        click.echo("Nothing left behind: every shared zone's creator is alive.")
+        click.echo("Nothing to remove: no zone of a dead creator is unused.")
         return
     verb = "Would remove" if dry_run else "Removed"
     table = Table(title=f"{verb} {len(removed)} zone(s) left behind", title_justify="left")
