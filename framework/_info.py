@@ -29,6 +29,7 @@ from . import (
     hugepage_info,
     list_zones,
 )
+from ._memory import list_strays
 
 __all__ = ["NOT_INSTALLED", "collect_info"]
 
@@ -137,9 +138,14 @@ def _backends() -> dict[str, dict[str, Any]]:
 
 def _zones() -> dict[str, Any]:
     zones = list_zones()
+    # A zone of a dead creator that a live process still maps (its mapped_by)
+    # stays until that process lets go: cleanup leaves it alone.
     left_behind = [dataclasses.asdict(z) for z in zones if not z.creator_alive]
     return {
         "left_behind": left_behind,
         "alive": [dataclasses.asdict(z) for z in zones if z.creator_alive],
         "cleanup_command": CLEANUP_COMMAND if left_behind else None,
+        # Files under pktflow names that are not zones (a FIFO, a directory, a
+        # symlink, a damaged file): each makes its name unusable until removed.
+        "not_zones": [{"path": path, "problem": problem} for path, problem in list_strays()],
     }

@@ -998,6 +998,28 @@ def list_zones() -> list[ZoneInfo]:
     ]
 
 
+def list_strays() -> list[tuple[str, str]]:
+    """Files under pktflow zone names that are not zones: (path, what is wrong).
+
+    A FIFO, directory, symlink or damaged file there makes that name
+    unusable (creating or attaching it is an error); ``pktflow info`` lists
+    them so a person can remove them. Nothing here opens more than a header.
+
+    Usage: ``for path, problem in pktflow._memory.list_strays(): print(path, problem)``
+    """
+    strays = []
+    for entry in _zone_entries():
+        try:
+            problem = file_problem(entry.stat(follow_symlinks=False), private=False)
+        except OSError:
+            continue
+        if problem is None and _zone_info(Path(entry.path)) is None:
+            problem = "is not a pktflow zone (no zone header)"
+        if problem is not None:
+            strays.append((entry.path, problem))
+    return strays
+
+
 def cleanup_zones(*, dry_run: bool = False) -> list[ZoneInfo]:
     """Unlink the zones whose creator is gone and that no live process maps.
 

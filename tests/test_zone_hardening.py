@@ -153,6 +153,21 @@ def test_a_fifo_under_a_zone_name_is_an_error_not_a_hang(stray: Callable[[str], 
 
 
 @pytest.mark.timeout(60)
+def test_info_names_what_blocks_a_zone_name(stray: Callable[[str], Path]) -> None:
+    fifo, directory, junk = unique_name("fifo"), unique_name("dir"), unique_name("junk")
+    os.mkfifo(stray(fifo), 0o600)
+    stray(directory).mkdir()
+    stray(junk).write_bytes(b"x" * 4096)
+    found = {
+        Path(entry["path"]).name: entry["problem"]
+        for entry in pktflow._info.collect_info()["zones"]["not_zones"]
+    }
+    assert "FIFO" in found[f"pktflow.{fifo}"]
+    assert "directory" in found[f"pktflow.{directory}"]
+    assert "not a pktflow zone" in found[f"pktflow.{junk}"]
+
+
+@pytest.mark.timeout(60)
 def test_a_directory_under_a_zone_name_is_a_pktflow_error(stray: Callable[[str], Path]) -> None:
     name = unique_name("dir")
     stray(name).mkdir()
@@ -363,6 +378,8 @@ def test_cleanup_keeps_a_dead_creators_zone_that_a_live_process_maps(dead_zone: 
     try:
         listed = {z.name: z for z in pktflow.list_zones()}[dead_zone]
         assert not listed.creator_alive and os.getpid() in listed.mapped_by
+        facts = pktflow._info.collect_info()["zones"]["left_behind"]
+        assert os.getpid() in next(z for z in facts if z["name"] == dead_zone)["mapped_by"]
         assert dead_zone not in {z.name for z in pktflow.cleanup_zones()}
         assert not gone(dead_zone), "cleanup unlinked a zone still in use"
         from click.testing import CliRunner
