@@ -67,54 +67,156 @@ class _Spec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=Tru
     pass
 
 
+def _about(text: str, **constraints: Any) -> msgspec.Meta:
+    """A field's constraints and its meaning (the docs' YAML reference reads it)."""
+    return msgspec.Meta(description=text, **constraints)
+
+
 class RuntimeSpec(_Spec, frozen=True):
     """``runtime:``: burst size, poll mode, huge pages, CPUs, yield period."""
 
-    burst: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 32
-    poll: Poll = "adaptive"
-    hugepages: HugePagesMode = "auto"
-    cpus: list[Annotated[int, msgspec.Meta(ge=0)]] | None = None
-    yield_every: Annotated[int, msgspec.Meta(ge=1)] = 64
+    burst: Annotated[
+        int, _about("Handles per burst: how many mbufs a source fills per poll.", ge=1, le=65535)
+    ] = 32
+    poll: Annotated[
+        Poll,
+        _about(
+            "How an idle source waits: busy (spin), adaptive (spin briefly, then sleep with "
+            "a growing pause up to about 1 ms) or interrupt (sleep at once)."
+        ),
+    ] = "adaptive"
+    hugepages: Annotated[
+        HugePagesMode,
+        _about(
+            "Where the mempools' zones live: auto (huge pages when the system has them, "
+            "/dev/shm otherwise), require (huge pages or an error), never (/dev/shm)."
+        ),
+    ] = "auto"
+    cpus: Annotated[
+        list[Annotated[int, msgspec.Meta(ge=0)]] | None,
+        _about(
+            "The CPUs lcore i runs on (cpus[i]); checked, but unused until process lcores "
+            "arrive: this version runs every stage on the thread that starts the pipeline."
+        ),
+    ] = None
+    yield_every: Annotated[
+        int,
+        _about("Bursts between yields to the event loop (stats, stop and other tasks run).", ge=1),
+    ] = 64
 
 
 class MempoolSpec(_Spec, frozen=True):
     """A mempool of mbufs: ``data_room`` bytes of data after the 128-byte headroom."""
 
-    n: Annotated[int, msgspec.Meta(ge=1, le=(1 << 31) - 2)]
-    cache_size: Annotated[int, msgspec.Meta(ge=0, le=512)] = 256
-    data_room: Annotated[int, msgspec.Meta(ge=0, le=0xFFFF - PKTMBUF_HEADROOM)] = 2048
-    priv_size: Annotated[int, msgspec.Meta(ge=0, le=0xFFFF, multiple_of=8)] = 0
-    backend: str | None = None
-    hugepages: HugePagesMode | None = None
+    n: Annotated[
+        int,
+        _about(
+            "Number of mbufs; 2**k - 1 uses the free-list ring best (8191, 65535).",
+            ge=1,
+            le=(1 << 31) - 2,
+        ),
+    ]
+    cache_size: Annotated[
+        int,
+        _about(
+            "Objects each lcore keeps in its own cache (0: none); at most 512 and at most "
+            "n / 1.5, DPDK's rule.",
+            ge=0,
+            le=512,
+        ),
+    ] = 256
+    data_room: Annotated[
+        int,
+        _about(
+            "Bytes of packet data after the 128-byte headroom: a buffer is data_room + 128.",
+            ge=0,
+            le=0xFFFF - PKTMBUF_HEADROOM,
+        ),
+    ] = 2048
+    priv_size: Annotated[
+        int,
+        _about("Bytes of private area per mbuf, a multiple of 8.", ge=0, le=0xFFFF, multiple_of=8),
+    ] = 0
+    backend: Annotated[
+        str | None,
+        _about("Ring backend of the free list (pure, numba, hugepage, ...); null: the default."),
+    ] = None
+    hugepages: Annotated[
+        HugePagesMode | None, _about("This pool's huge-page mode; null: runtime.hugepages.")
+    ] = None
 
 
 class EdgeSpec(_Spec, frozen=True):
     """A stage's input edges: ring ``size``, back-pressure ``full``, forced ``backend``."""
 
-    size: Annotated[int, msgspec.Meta(ge=2, le=1 << 30)] = 1024
-    full: Full = "block"
-    backend: str | None = None
+    size: Annotated[int, _about("Slots of the edge's ring, a power of two.", ge=2, le=1 << 30)] = (
+        1024
+    )
+    full: Annotated[
+        Full,
+        _about(
+            "When the ring is full: block (the producer is not run until there is room) or "
+            "drop (count the handles in the edge's drops and free them)."
+        ),
+    ] = "block"
+    backend: Annotated[
+        str | None,
+        _about(
+            "Put a ring of this backend on the edge; null: none, the burst is handed over "
+            "directly (same lcore)."
+        ),
+    ] = None
 
 
 class ClusterSpec(_Spec, frozen=True):
     """``cluster:``: shards on several machines (§7.7)."""
 
-    engine: Literal["ray"] = "ray"
-    address: str = "local"
-    nodes: Annotated[int, msgspec.Meta(ge=1)] = 2
-    on_failure: Literal["stop", "continue"] = "stop"
+    engine: Annotated[Literal["ray"], _about("The engine that places the shards.")] = "ray"
+    address: Annotated[str, _about("local, auto or host:port of the cluster.")] = "local"
+    nodes: Annotated[int, _about("Number of shards, one per node.", ge=1)] = 2
+    on_failure: Annotated[
+        Literal["stop", "continue"],
+        _about("What a lost node does: stop the pipeline, or continue without it."),
+    ] = "stop"
 
 
 class _StageKeys(_Spec, frozen=True):
     """The keys every stage has; the rest of its mapping are its own options."""
 
-    type: str
-    inputs: list[str] = []
-    lcore: Annotated[int, msgspec.Meta(ge=0)] | list[Annotated[int, msgspec.Meta(ge=0)]] = 0
-    burst: Annotated[int, msgspec.Meta(ge=1, le=65535)] | None = None
-    edge: EdgeSpec | None = None
-    pool: str | None = None
-    node: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    type: Annotated[
+        str,
+        _about(
+            "A built-in stage type, a name given to pktflow.register_stage or the "
+            'pktflow.stages entry points, or "package.module:Class" (imports that module).'
+        ),
+    ]
+    inputs: Annotated[
+        list[str],
+        _about(
+            'Outputs this stage consumes: "stage" (its out output) or "stage.output"; '
+            "several: fan-in. Several stages on one output: fan-out (each gets every handle)."
+        ),
+    ] = []
+    lcore: Annotated[
+        Annotated[int, msgspec.Meta(ge=0)] | list[Annotated[int, msgspec.Meta(ge=0)]],
+        _about(
+            "The lcore this stage runs on (a list: shards). This version runs every stage "
+            "on lcore 0 and refuses any other."
+        ),
+    ] = 0
+    burst: Annotated[
+        Annotated[int, msgspec.Meta(ge=1, le=65535)] | None,
+        _about("This stage's burst size; null: runtime.burst."),
+    ] = None
+    edge: Annotated[EdgeSpec | None, _about("Its input edges (the keys under edge: below).")] = None
+    pool: Annotated[
+        str | None,
+        _about("The mempool its mbufs come from; may be left out when there is one mempool."),
+    ] = None
+    node: Annotated[
+        Annotated[int, msgspec.Meta(ge=0)] | None,
+        _about("The cluster node of a stage that runs once (needs cluster:)."),
+    ] = None
 
 
 _TOP_KEYS = ("name", "runtime", "mempools", "stages", "cluster")

@@ -59,7 +59,15 @@ def flow_headers(flow: int, size: int) -> bytes:
 
 
 class Generator(pktflow.Source):
-    """UDP frames of ``size`` bytes over ``flows`` 5-tuples; ``count`` in all, at ``rate``/s."""
+    """UDP frames of ``size`` bytes over ``flows`` 5-tuples; ``count`` in all, at ``rate``/s.
+
+    Options:
+        count: Packets in all (shards split them); null: unlimited.
+        size: Frame bytes without the FCS (= ``pkt_len``), 42 up to what the pool's data
+            room holds.
+        flows: Distinct 5-tuples, 1..1048576; frames cycle through them.
+        rate: Packets per second; null: as fast as the pipeline takes them.
+    """
 
     def __init__(
         self,
