@@ -259,25 +259,22 @@ class Stage:
 
         Usage: ``self.drop(burst)``
         """
-        n = burst.n
-        if n:
-            burst._sent = True
-            stats = self.stats
-            stats.handed += n
-            stats.drops += n
-            _free(burst)
+        self.stats.drops += burst.n
+        self._give_back(burst)
 
     def free(self, burst: Burst) -> None:
         """Free the burst's handles: what a sink does with what it consumed.
 
         Usage: ``self.free(burst)``
         """
+        self.stats.freed += burst.n
+        self._give_back(burst)
+
+    def _give_back(self, burst: Burst) -> None:
         n = burst.n
         if n:
             burst._sent = True
-            stats = self.stats
-            stats.handed += n
-            stats.freed += n
+            self.stats.handed += n
             _free(burst)
 
     def _take_buffer(self, capacity: int) -> Burst:

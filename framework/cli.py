@@ -18,6 +18,7 @@ Usage::
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 from collections.abc import Callable, Iterable
@@ -276,99 +277,69 @@ def bench() -> None:
     """
 
 
-def _bench_options(unit: str, burst_help: str) -> Callable[[F], F]:
-    """The options every ``pktflow bench`` command takes."""
+def _bench_command(name: str, unit: str, burst_help: str, run: str, doc: str) -> click.Command:
+    """A ``pktflow bench NAME`` command with the options every benchmark takes.
 
-    def decorate(command: F) -> F:
-        for option in reversed(
-            [
-                click.option("--quick", is_flag=True, help="Fewer sizes and shorter runs."),
-                click.option("--json", "as_json", is_flag=True, help="Print results as JSON."),
-                click.option(
-                    "--backend", "backends", multiple=True, metavar="NAME",
-                    help=f"{unit} backend to measure (repeatable; default: every available one).",
-                ),
-                click.option(
-                    "--burst", "bursts", multiple=True, type=click.IntRange(min=1),
-                    metavar="N", help=burst_help,
-                ),
-                click.option(
-                    "--repeats", type=click.IntRange(min=1), metavar="N",
-                    help="Runs per measurement.",
-                ),
-            ]
-        ):  # fmt: skip
-            command = option(command)
-        return command
+    ``run`` is "module:function" under ``pktflow.bench``, imported when the
+    command runs: a benchmark pulls in its peers (and numba) only then.
+    """
 
-    return decorate
+    def command(
+        quick: bool, as_json: bool, backends: tuple[str, ...], bursts: tuple[int, ...],
+        repeats: int | None,
+    ) -> None:  # fmt: skip
+        module, _, function = run.partition(":")
+        runner = getattr(importlib.import_module(f"pktflow.bench.{module}"), function)
+        runner(
+            quick=quick, as_json=as_json, backends=list(backends) or None,
+            bursts=list(bursts) or None, repeats=repeats,
+        )  # fmt: skip
+
+    command.__doc__ = doc
+    options = [
+        click.option("--quick", is_flag=True, help="Fewer sizes and shorter runs."),
+        click.option("--json", "as_json", is_flag=True, help="Print results as JSON."),
+        click.option(
+            "--backend", "backends", multiple=True, metavar="NAME",
+            help=f"{unit} backend to measure (repeatable; default: every available one).",
+        ),
+        click.option(
+            "--burst", "bursts", multiple=True, type=click.IntRange(min=1), metavar="N",
+            help=burst_help,
+        ),
+        click.option(
+            "--repeats", type=click.IntRange(min=1), metavar="N", help="Runs per measurement."
+        ),
+    ]  # fmt: skip
+    decorated: Callable[..., None] = command
+    for option in reversed(options):
+        decorated = option(decorated)
+    return bench.command(name)(decorated)
 
 
-def _bench_arguments(
-    quick: bool, as_json: bool, backends: tuple[str, ...], bursts: tuple[int, ...],
-    repeats: int | None,
-) -> dict[str, Any]:  # fmt: skip
-    return {
-        "quick": quick, "as_json": as_json, "backends": list(backends) or None,
-        "bursts": list(bursts) or None, "repeats": repeats,
-    }  # fmt: skip
-
-
-@bench.command()
-@_bench_options("Ring", "Burst size in handles (repeatable).")
-def ring(
-    quick: bool,
-    as_json: bool,
-    backends: tuple[str, ...],
-    bursts: tuple[int, ...],
-    repeats: int | None,
-) -> None:
+_bench_command(
+    "ring", "Ring", "Burst size in handles (repeatable).", "ring:run_ring_bench",
     """Ring throughput per backend and burst size, next to the peers.
 
     \f
     Usage: ``pktflow bench ring --backend numba --burst 32``
-    """
-    # Imported here: the benchmark pulls in its peers (and numba) only when run.
-    from .bench.ring import run_ring_bench
-
-    run_ring_bench(**_bench_arguments(quick, as_json, backends, bursts, repeats))
-
-
-@bench.command()
-@_bench_options("Mempool", "Objects per call (repeatable; 1 is get()/put()).")
-def mempool(
-    quick: bool,
-    as_json: bool,
-    backends: tuple[str, ...],
-    bursts: tuple[int, ...],
-    repeats: int | None,
-) -> None:
+    """,
+)  # fmt: skip
+_bench_command(
+    "mempool", "Mempool", "Objects per call (repeatable; 1 is get()/put()).",
+    "mempool:run_mempool_bench",
     """Mempool and mbuf objects per second per backend and burst size, next to the peers.
 
     \f
     Usage: ``pktflow bench mempool --backend numba --burst 32``
-    """
-    # Imported here: the benchmark pulls in numba only when run.
-    from .bench.mempool import run_mempool_bench
-
-    run_mempool_bench(**_bench_arguments(quick, as_json, backends, bursts, repeats))
-
-
-@bench.command()
-@_bench_options("Mempool", "Packets per burst (runtime.burst; repeatable).")
-def pipeline(
-    quick: bool,
-    as_json: bool,
-    backends: tuple[str, ...],
-    bursts: tuple[int, ...],
-    repeats: int | None,
-) -> None:
+    """,
+)  # fmt: skip
+_bench_command(
+    "pipeline", "Mempool", "Packets per burst (runtime.burst; repeatable).",
+    "pipeline:run_pipeline_bench",
     """The quickstart graph in packets/s: the walk, rings on every edge, asyncio.Queue tasks.
 
     \f
     Usage: ``pktflow bench pipeline --burst 32 --json``
-    """
-    # Imported here: the benchmark pulls in numba and the stages only when run.
-    from .bench.pipeline import run_pipeline_bench
-
-    run_pipeline_bench(**_bench_arguments(quick, as_json, backends, bursts, repeats))
+    """,
+)  # fmt: skip
