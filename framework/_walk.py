@@ -2,7 +2,7 @@
 
 The walk is one coroutine. It polls the lcore's sources and the rings that
 feed it; a burst a stage emits goes straight into the next stage on the
-same lcore (an ``_Inlet`` called from ``emit``: no ring, no task switch),
+same lcore (an ``Inlet`` called from ``emit``: no ring, no task switch),
 so a burst crosses the whole subgraph before the next poll. Outputs are
 wired once, when the graph is built:
 
@@ -11,7 +11,7 @@ wired once, when the graph is built:
   consumer (one jitted call), later consumers get a copy of the handles,
   and each frees its own reference;
 - none: the handles are freed and counted as the stage's drops;
-- a ring (``edge.backend``, and lcores apart): ``_RingEdge``, whose
+- a ring (``edge.backend``, and lcores apart): ``RingEdge``, whose
   consumer side the walk polls like a source. What does not fit waits in
   the edge's backlog (``full: block``; the sources feeding it pause until
   it is empty) or is freed and counted (``full: drop``).
@@ -354,7 +354,9 @@ class Walk:
             moved = 0
             try:
                 if self.rings:
-                    moved += self._poll_rings()
+                    from_rings = self._poll_rings()
+                    moved += from_rings
+                    since_yield += from_rings > 0
                 for source in active:
                     if source.rings and source.blocked():
                         continue

@@ -40,10 +40,12 @@ def run_bench(
     notes: Sequence[str],
     as_json: bool,
     console: Console | None,
+    unit: str | None = None,
 ) -> dict[str, Any]:
     """Measure on the usable ``backends``; print the result (tables or JSON) and return it.
 
-    ``measure_all(usable, progress)`` gives the rows. The result's settings
+    ``measure_all(usable, progress)`` gives the rows, whose rates count
+    ``unit`` per second (default: handles/s). The result's settings
     are ``settings`` plus the backends used, the seconds taken and the CPU
     audit; its notes are the backends skipped, how far to trust the
     figures, then ``notes`` (what the rows mean).
@@ -69,6 +71,7 @@ def run_bench(
             **audit,
         },
         [*skipped, *_trust_notes(audit, repeats), *notes],
+        unit=unit,
     )
     render(result, as_json=as_json, console=console)
     return result

@@ -26,8 +26,6 @@ from pktflow._affinity import cpu_list
 from ._measure import Row
 
 UNIT = "handles/s"
-# The unit of the benchmarks whose rates are not handles, for callers that do not name one.
-UNITS = {"pipeline": "packets/s"}
 
 
 class Comparison(NamedTuple):
@@ -93,8 +91,8 @@ def build_result(
 ) -> dict[str, Any]:
     """The machine-readable result of one command: rows, ratios, targets, notes.
 
-    ``unit`` is what the rows' rates count per second (default: the
-    benchmark's entry in ``UNITS``, else ``UNIT``, handles/s).
+    ``unit`` is what the rows' rates count per second (default ``UNIT``,
+    handles/s).
 
     Usage: ``result = build_result("ring", rows, comparisons, targets, settings, notes)``
     """
@@ -127,7 +125,7 @@ def build_result(
         )
     return {
         "benchmark": benchmark,
-        "unit": unit or UNITS.get(benchmark, UNIT),
+        "unit": unit or UNIT,
         "machine": {
             "cpus": cpu_list(),
             "cpu_count": os.cpu_count(),

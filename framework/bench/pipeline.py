@@ -426,4 +426,5 @@ def run_pipeline_bench(
         notes=notes,
         as_json=as_json,
         console=console,
+        unit="packets/s",
     )
