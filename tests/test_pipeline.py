@@ -404,3 +404,23 @@ def test_main_thread_lcore_is_registered_only_while_running(run_on):
     run_on(main)
     assert seen[0] != pktflow.LCORE_ID_ANY
     assert pktflow.lcore_id() == pktflow.LCORE_ID_ANY
+
+
+@pytest.mark.parametrize("backend", ["pure", "numba", "hugepage"])
+def test_every_pool_backend_runs_a_pipeline_and_leaves_no_zone(backend):
+    p = pktflow.Pipeline.from_dict(
+        {
+            "name": f"backend-{backend}",
+            "mempools": {"pkts": {"n": 1023, "cache_size": 32, "backend": backend}},
+            "stages": {
+                "gen": {"type": "generator", "count": 3000, "flows": 3},
+                "parse": {"type": "parse", "inputs": ["gen"]},
+                "a": {"type": "counter", "inputs": ["parse"]},
+                "b": {"type": "counter", "inputs": ["parse"]},
+            },
+        }
+    )
+    stats = asyncio.run(p.run()).as_dict()
+    assert stats["stages"]["a"]["packets_in"] == stats["stages"]["b"]["packets_in"] == 3000
+    assert_all_back(p.stats())
+    assert not [z for z in pktflow.list_zones() if z.name.startswith(f"backend-{backend}")]
