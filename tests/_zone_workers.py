@@ -25,8 +25,13 @@ def abandon(name: str) -> None:
     os._exit(0)
 
 
-def churn(name: str, seconds: float, hugepages: str) -> None:
-    """Create, publish and close a zone named ``name`` again and again for ``seconds``."""
+def churn(name: str, seconds: float, hugepages: str, tmpfile: bool = True) -> None:
+    """Create, publish and close a zone named ``name`` again and again for ``seconds``.
+
+    ``tmpfile=False`` makes the files in place (O_EXCL), as where O_TMPFILE is missing.
+    """
+    if not tmpfile:
+        pktflow._memory._tmpfile_ok = False  # type: ignore[attr-defined]
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         zone = pktflow.Zone.create(name, 1 << 16, shared=True, hugepages=hugepages)  # type: ignore[arg-type]

@@ -303,11 +303,17 @@ def test_an_lcore_table_of_another_user_is_refused(
 # -- part 3: a lookup racing its creator -------------------------------------------------
 
 
-@pytest.mark.parametrize("hugepages", ["never", "auto"])
-def test_a_lookup_racing_its_creator_finds_nothing_or_the_whole_zone(hugepages: str) -> None:
+@pytest.mark.parametrize(
+    ("hugepages", "tmpfile"),
+    [("never", True), ("auto", True), ("never", False)],
+    ids=["small-pages", "auto", "made-in-place"],
+)
+def test_a_lookup_racing_its_creator_finds_nothing_or_the_whole_zone(
+    hugepages: str, tmpfile: bool
+) -> None:
     name = unique_name("race")
     child = multiprocessing.get_context("spawn").Process(
-        target=_zone_workers.churn, args=(name, 3.0, hugepages)
+        target=_zone_workers.churn, args=(name, 3.0, hugepages, tmpfile)
     )
     child.start()
     found = missing = 0
@@ -327,6 +333,27 @@ def test_a_lookup_racing_its_creator_finds_nothing_or_the_whole_zone(hugepages: 
     assert child.exitcode == 0
     assert found + missing > 100
     assert gone(name)
+
+
+def test_zones_made_in_place_where_o_tmpfile_is_missing(
+    monkeypatch: pytest.MonkeyPatch, stray: Callable[[str], Path]
+) -> None:
+    monkeypatch.setattr(pktflow._memory, "_tmpfile_ok", False)
+    with Zone.create(unique_name("inplace"), 4096, shared=True, hugepages="never") as zone:
+        zone.array(np.uint8, 4)[:] = 7
+        zone.publish()
+        assert os.stat(str(zone.path)).st_mode & 0o777 == 0o600
+        with Zone.attach(zone.name) as other:
+            assert other.array(np.uint8, 4).tolist() == [7] * 4
+    name = unique_name("inplace")
+    with pytest.raises(ZoneSpaceError):
+        Zone.create(name, 2**62, shared=True, hugepages="never")
+    assert gone(name)
+    empty = unique_name("empty")
+    stray(empty).touch(mode=0o600)
+    monkeypatch.setattr(pktflow._memory, "_ATTACH_WAIT_S", 0.05)
+    with pytest.raises(pktflow.NotFoundError, match="never initialised"):
+        Zone.attach(empty)
 
 
 # -- part 4: children that return normally ---------------------------------------------
