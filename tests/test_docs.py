@@ -79,6 +79,9 @@ def test_the_site_builds_strictly(tmp_path: Path) -> None:
     assert "WARNING" not in done.stderr, done.stderr
     html = (tmp_path / "reference" / "yaml" / "index.html").read_text()
     assert "yield_every" in html and "cache_size" in html  # the generated reference is there
+    for page in tmp_path.rglob("*.html"):  # no page links to or loads from another site
+        outside = re.findall(r"""(?:href|src)=["']?(https?:|//)""", page.read_text())
+        assert not outside, f"{page.relative_to(tmp_path)} points outside the site"
 
 
 def _generator() -> object:

@@ -30,7 +30,7 @@ import click
 import msgspec
 import msgspec.inspect as mi
 
-__all__ = ["GENERATORS", "on_startup", "on_page_markdown", "yaml_fields"]
+__all__ = ["GENERATORS", "on_page_content", "on_page_markdown", "on_startup", "yaml_fields"]
 
 _MARKER = re.compile(r"^<!-- generate: ([a-z-]+) -->$", re.M)
 
@@ -265,9 +265,26 @@ def constants() -> str:
     rows = []
     for name in names:
         value = getattr(pktflow, name)
-        text = f"`{value!r}`" if isinstance(value, int | str) else "a numpy dtype (see `Mbuf`)"
+        if isinstance(value, int) and "_F_" in name:  # a flag: its bit
+            text = f"`{value:#x}`"
+        elif isinstance(value, int | str):
+            text = f"`{value!r}`"
+        else:
+            text = "a numpy dtype (see `Mbuf`)"
         rows.append(f"| `pktflow.{name}` | {text} |")
     return "\n".join(rows)
+
+
+def api_rest(markdown: str) -> str:
+    """``::: pktflow.NAME`` for each public name the page does not show yet (no drift)."""
+    import pktflow
+
+    shown = set(re.findall(r"^::: pktflow\.(\w+)$", markdown, re.M))
+    rest = [n for n in pktflow.__all__ if not n.isupper() and n not in shown]
+    if not rest:
+        return ""
+    entries = "\n\n".join(f"::: pktflow.{name}" for name in rest)
+    return f"## Other names\n\nPublic names not in a section above.\n\n{entries}\n"
 
 
 def quickstart_yaml() -> str:
@@ -296,9 +313,16 @@ def on_startup(**_: Any) -> None:
     sys.path[:] = [p for p in sys.path if not os.path.isfile(os.path.join(p or ".", "pktflow"))]
 
 
+def on_page_content(html: str, **_: Any) -> str:
+    """The docstrings' reST-style ``Usage::`` (a literal block follows) reads as ``Usage:``."""
+    return html.replace("Usage::", "Usage:")
+
+
 def on_page_markdown(markdown: str, **_: Any) -> str:
     def generate(match: re.Match[str]) -> str:
         name = match.group(1)
+        if name == "api-rest":
+            return api_rest(markdown)
         if name not in GENERATORS:
             raise KeyError(f"no generator {name!r}; known: {', '.join(GENERATORS)}")
         return GENERATORS[name]()
