@@ -26,6 +26,11 @@ _BUILTIN: dict[str, str] = {
     "parse": "pktflow.pipelines.parse:Parse",
     "counter": "pktflow.pipelines.sinks:Counter",
     "drop": "pktflow.pipelines.sinks:Drop",
+    "balance": "pktflow.pipelines.balance:Balance",
+    "l2fwd": "pktflow.pipelines.l2fwd:L2fwd",
+    "tap": "pktflow.pipelines.tap:Tap",
+    "pcap_source": "pktflow.pipelines.pcap:PcapSource",
+    "pcap_sink": "pktflow.pipelines.pcap:PcapSink",
 }
 
 
