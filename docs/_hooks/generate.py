@@ -197,6 +197,7 @@ def builtin_stages() -> str:
     from pktflow import _stage_types
 
     out = []
+    modules = [path.partition(":")[0] for path in _stage_types._BUILTIN.values()]
     for name in sorted(_stage_types._BUILTIN):
         cls = pktflow.stage_type(name)
         kind = "source" if issubclass(cls, pktflow.Source) else "stage"
@@ -206,7 +207,7 @@ def builtin_stages() -> str:
         out += [f"### `{name}`", "", f"{summary}", ""]
         details = module_doc.split("\n\n")[1:]
         details = [d for d in details if not d.startswith("Usage")]
-        if details and name not in ("counter", "drop"):
+        if details and modules.count(cls.__module__) == 1 and not details[0].endswith(":"):
             out += [details[0].replace("\n", " "), ""]
         outputs = ", ".join(f"`{o}`" for o in cls.outputs) or "none (a sink)"
         out += [f"- class: `{path}` ({kind})", f"- outputs: {outputs}"]
