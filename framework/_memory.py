@@ -497,7 +497,12 @@ class Zone:
                 raise NotFoundError(f"zone {name!r} was removed while being attached")
             if st.st_size >= HEADER_SIZE:
                 head = os.pread(fd, _HEADER.size, 0)
-                if head[:8] != bytes(8):
+                # The creator writes the magic last; a header of this layout
+                # with no mapped size yet is read again (never 0 in a whole one).
+                magic, version, _, _, mapped = _HEADER.unpack(head)[:5]
+                if magic != bytes(8) and (
+                    (magic, version) != (ZONE_MAGIC, ZONE_LAYOUT_VERSION) or mapped != 0
+                ):
                     break
             elif st.st_size > 0:
                 raise PktflowValueError(f"{path} is too small to be a pktflow zone")
@@ -817,10 +822,13 @@ def open_private_file(
 
 def _pack_header(mm: mmap.mmap, size: int, page_size: int, kind: str) -> None:
     start = process_start_time(os.getpid()) or 0
+    # The magic goes last: an attacher of a file made in place reads a zero
+    # magic as "still being made", so it must not see the magic before the rest.
     _HEADER.pack_into(
-        mm, 0, ZONE_MAGIC, ZONE_LAYOUT_VERSION, HEADER_SIZE, size,
+        mm, 0, bytes(8), ZONE_LAYOUT_VERSION, HEADER_SIZE, size,
         len(mm), os.getpid(), 0, page_size, start, kind.encode(),
     )  # fmt: skip
+    mm[:8] = ZONE_MAGIC
 
 
 def _parse_header(raw: bytes, path: Path) -> dict[str, Any]:
