@@ -288,6 +288,21 @@ def api_rest(markdown: str) -> str:
     return f"## Other names\n\nPublic names not in a section above.\n\n{entries}\n"
 
 
+def validate_quickstart() -> str:
+    """What ``pktflow validate`` prints for the example pipeline."""
+    from click.testing import CliRunner
+
+    from pktflow.cli import main
+
+    path = "pipelines/examples/quickstart.yaml"
+    root = Path(__file__).parents[2]
+    result = CliRunner(env={"COLUMNS": "80"}).invoke(main, ["validate", str(root / path)])
+    if result.exit_code != 0:
+        raise RuntimeError(f"pktflow validate {path} failed: {result.output}")
+    lines = [line.rstrip() for line in result.output.splitlines()]
+    return "\n".join(["```text", f"$ pktflow validate {path}", *lines, "```"])
+
+
 def quickstart_yaml() -> str:
     """The example pipeline as the repository has it."""
     path = Path(__file__).parents[2] / "pipelines" / "examples" / "quickstart.yaml"
@@ -297,6 +312,7 @@ def quickstart_yaml() -> str:
 GENERATORS: dict[str, Callable[[], str]] = {
     "constants": constants,
     "quickstart-yaml": quickstart_yaml,
+    "validate-quickstart": validate_quickstart,
     "yaml-reference": yaml_reference,
     "builtin-stages": builtin_stages,
     "cli": cli_help,
