@@ -246,6 +246,7 @@ class StageSpec:
     lcores: list[int]
     burst: int
     edge: EdgeSpec
+    outputs: tuple[str, ...] = ()  # the class's outputs_for(options)
 
     @property
     def is_source(self) -> bool:
@@ -270,7 +271,7 @@ class PipelineSpec:
 
     def consumers(self, stage: str) -> dict[str, list[str]]:
         """Output name -> the stages that take it, for ``stage``."""
-        table: dict[str, list[str]] = {out: [] for out in self.stages[stage].cls.outputs}
+        table: dict[str, list[str]] = {out: [] for out in self.stages[stage].outputs}
         for other in self.stages.values():
             for ref in other.inputs:
                 if ref.stage == stage:
@@ -530,6 +531,10 @@ class _Checker:
         keys = self.convert(known, _StageKeys, path, "a stage")
         cls = self.stage_class(keys.type, (*path, "type"))
         options = self.options(cls, options, path)
+        try:
+            outputs = tuple(cls.outputs_for(options))
+        except (ValueError, TypeError) as exc:
+            raise self.error(path, str(exc)) from None
         lcores = keys.lcore if isinstance(keys.lcore, list) else [keys.lcore]
         if not lcores:
             raise self.error((*path, "lcore"), "an empty lcore list")
@@ -563,6 +568,7 @@ class _Checker:
             lcores=lcores,
             burst=keys.burst or runtime.burst,
             edge=edge,
+            outputs=outputs,
         )
 
     def stage_class(self, type_name: str, path: Path_) -> type[Stage]:
@@ -638,7 +644,7 @@ class _Checker:
                         (*path, i),
                         f'no stage named "{ref.stage}"{did_you_mean(ref.stage, stages)}',
                     )
-                outputs = stages[ref.stage].cls.outputs
+                outputs = stages[ref.stage].outputs
                 if ref.output not in outputs:
                     raise self.error(
                         (*path, i),

@@ -203,7 +203,9 @@ class Stage:
                 self.emit(burst)
     """
 
-    outputs: ClassVar[tuple[str, ...]] = ("out",)
+    # Not a ClassVar: a stage whose outputs depend on its options (``balance``)
+    # sets ``self.outputs`` before ``super().__init__`` and overrides ``outputs_for``.
+    outputs: tuple[str, ...] = ("out",)
     # True when ``process`` never changes a packet's length: the runtime then
     # reuses a burst's byte count downstream instead of summing pkt_len again.
     keeps_lengths: ClassVar[bool] = False
@@ -215,6 +217,18 @@ class Stage:
         self._outlets: dict[str, Outlet] = dict.fromkeys(self.outputs, _unwired)
         self._takes: list[Burst] = []
         self._takes_used = 0
+
+    @classmethod
+    def outputs_for(cls, options: Mapping[str, Any]) -> tuple[str, ...]:
+        """The outputs a stage of this class has with these (checked) YAML options.
+
+        ``outputs`` by default. A stage whose outputs depend on its options
+        overrides this and sets ``self.outputs`` to the same before
+        ``super().__init__``; the YAML checks read it to validate inputs.
+
+        Usage: ``Balance.outputs_for({"ways": 4})  # ('out0', 'out1', 'out2', 'out3')``
+        """
+        return cls.outputs
 
     def process(self, burst: Burst) -> Any:
         """Handle one burst: every handle to ``emit``, ``drop`` or ``free``.

@@ -27,6 +27,7 @@ _BUILTIN: dict[str, str] = {
     "counter": "pktflow.pipelines.sinks:Counter",
     "drop": "pktflow.pipelines.sinks:Drop",
     "balance": "pktflow.pipelines.balance:Balance",
+    "filter": "pktflow.pipelines.filter:Filter",
     "l2fwd": "pktflow.pipelines.l2fwd:L2fwd",
     "tap": "pktflow.pipelines.tap:Tap",
     "pcap_source": "pktflow.pipelines.pcap:PcapSource",
