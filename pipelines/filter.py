@@ -28,7 +28,8 @@ integers (decimal or 0x hex), IPv4 and IPv6 addresses (with ``/len`` after
 
 A comparison on a field the packet lacks is false whatever its operator
 (Wireshark's rule): ``udp.dport != 53`` is false for TCP, ``not udp.dport
-== 53`` true. A bad expression is a ``ConfigError`` naming its column.
+== 53`` true. A bad expression is a ``ConfigError`` naming its column, raised
+when the pipeline is loaded (``pktflow validate`` finds it).
 
 Parsed by a small recursive-descent parser (no ``eval``), compiled to a
 postfix program that one generic jitted kernel runs (``_filter_kernels``):
@@ -45,8 +46,9 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -340,6 +342,15 @@ class Filter(pktflow.Stage):
 
     outputs = ("out", "rejected")
     keeps_lengths = True
+
+    @classmethod
+    def outputs_for(cls, options: Mapping[str, Any]) -> tuple[str, ...]:
+        # Called when the pipeline is loaded: a bad expression fails there
+        # (pktflow validate, from_yaml), with the file and line, not at start.
+        expr = options.get("expr")
+        if isinstance(expr, str):
+            compile_filter(expr)
+        return cls.outputs
 
     def __init__(self, ctx: pktflow.StageContext, *, expr: str) -> None:
         super().__init__(ctx)
