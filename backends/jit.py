@@ -9,8 +9,12 @@ Mempools: ``mempool_get_bulk(ring_state, cache_row, out, n)`` and
 ``mbuf_free_bulk`` with ``pool.header_words``.
 
 Every batch function returns the count moved, or a negative ``pktflow.abc``
-``ERR_*`` code (e.g. ERR_COUNT when n runs past the array), never touching
-memory out of bounds.
+``ERR_*`` code (e.g. ERR_COUNT when n runs past the array, ERR_CORRUPT for a
+corrupt shared header word), never touching memory out of bounds. Waits for
+other producers (consumers) of an MP (MC) ring are bounded: a code at or
+below ``ERR_STALLED`` means the handles moved but publishing them waits for
+another process; hand it to ``ring.complete(code)`` from Python, which
+repairs a dead process's reservation and returns the count.
 
 Usage::
 

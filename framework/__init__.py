@@ -27,6 +27,7 @@ from ._errors import (
     PktflowTypeError,
     PktflowValueError,
     RingError,
+    RingStalledError,
 )
 from ._lcore import LCORE_ID_ANY, MAX_LCORE, lcore_id, register_lcore, unregister_lcore
 from ._mbuf import (
@@ -109,6 +110,7 @@ __all__ = [
     "PktflowValueError",
     "Ring",
     "RingError",
+    "RingStalledError",
     "Zone",
     "ZoneInfo",
     "available_backends",

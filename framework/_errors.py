@@ -19,6 +19,17 @@ class RingError(PktflowError):
     """A ring was misused or is inconsistent."""
 
 
+class RingStalledError(RingError):
+    """A transfer on a shared ring could not publish: a live process holds the way, or
+    the ring was aborted. The handles have moved; publishing them is pending, and
+    ``ring.complete(err.code)`` finishes it.
+    """
+
+    def __init__(self, message: str, *, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 class MempoolError(PktflowError):
     """A mempool was misused: double put, a handle from another pool."""
 

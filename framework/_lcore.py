@@ -23,12 +23,15 @@ Usage::
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import struct
 import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from ._arrays import checked_int
 from ._errors import ExistsError, PktflowValueError
@@ -181,9 +184,11 @@ def register_lcore(lcore_id: int | None = None) -> int:
             chosen = lcore_id
         _write_slot(fd, chosen, me)
     if current is not None:
+        _run_hooks("lcore_retiring", current.lcore)
         current.release()
     _local.claim = _Claim(chosen, me, table)
     _local.cache_index = chosen
+    _run_hooks("lcore_claimed", chosen)
     return chosen
 
 
@@ -194,9 +199,50 @@ def unregister_lcore() -> None:
     """
     claim = _local.claim
     if claim is not None:
+        _run_hooks("lcore_retiring", claim.lcore)  # e.g. mempools flush this lcore's caches
         _local.claim = None
         _local.cache_index = MAX_LCORE
         claim.release()
+
+
+# -- hooks: what higher layers do when an lcore id is claimed or given back ---
+#
+# Mempools sit above this module, so they register themselves here instead of
+# being imported: an owner with ``lcore_claimed(lcore)`` (the id's previous
+# holder may have died with objects in its cache rows) and
+# ``lcore_retiring(lcore)`` (flush them back before the id goes). Held weakly.
+
+_hooks: weakref.WeakSet[Any] = weakref.WeakSet()
+_hooks_lock = threading.Lock()
+
+
+def add_lcore_hook(owner: Any) -> None:
+    """Call ``owner.lcore_claimed(id)`` / ``owner.lcore_retiring(id)`` from now on (weakly).
+
+    Usage: ``add_lcore_hook(pool)``
+    """
+    with _hooks_lock:
+        _hooks.add(owner)
+
+
+def _run_hooks(method: str, lcore: int) -> None:
+    with _hooks_lock:
+        owners = list(_hooks)
+    for owner in owners:
+        try:
+            getattr(owner, method)(lcore)
+        except Exception as exc:  # a closed or broken pool must not stop registration
+            logging.getLogger("pktflow").warning("lcore %d: %s failed: %s", lcore, method, exc)
+
+
+@contextmanager
+def live_lcores() -> Iterator[set[int]]:
+    """The ids live threads hold, with the table locked meanwhile (no claim changes).
+
+    Usage: ``with live_lcores() as live: ...  # rows of other ids have no owner``
+    """
+    with _locked_table(table_path()) as fd:
+        yield {i for i, slot in enumerate(_read_slots(fd)) if _is_live(slot)}
 
 
 def _forget_in_child() -> None:

@@ -68,7 +68,7 @@ from ._mbuf_layout import LAYOUT_VERSION as HEADER_LAYOUT_VERSION
 from ._mbuf_layout import MAGIC as HEADER_MAGIC
 from ._memory import HugePages
 from ._mempool import M_SUBCLASS, Mempool
-from .abc import ERR_CORRUPT, ERR_COUNT, ERR_FOREIGN, MbufOps, U32Array
+from .abc import ERR_CORRUPT, ERR_COUNT, ERR_FOREIGN, ERR_STALLED, MbufOps, U32Array
 
 __all__ = [
     "BoundMbufPool",
@@ -188,7 +188,7 @@ class PktmbufPool(Mempool):
         # The header words as a flat memoryview: Mbuf views index it for plain
         # Python ints, several times faster than numpy scalar indexing.
         self._hw = self._header_words.data.cast("B").cast("I")
-        self.headers: np.ndarray[Any, np.dtype[Any]] = (
+        self._headers: np.ndarray[Any, np.dtype[Any]] = (
             self._header_words[: self.n].view(MBUF_HEADER_DTYPE).reshape(self.n)
         )
         self._reference = PyMbufOps(self, ring.impl.mbuf_ops(self._header_words))
@@ -206,7 +206,17 @@ class PktmbufPool(Mempool):
     @property
     def header_words(self) -> npt.NDArray[np.uint32]:
         """The headers as (n + 1, H_WORDS) uint32 words, for jitted code (row n: parameters)."""
+        self._live()
         return self._header_words
+
+    @property
+    def headers(self) -> np.ndarray[Any, np.dtype[Any]]:
+        """Every mbuf header as a numpy structured array (row h: handle h).
+
+        Raises ``ClosedError`` once the pool is closed.
+        """
+        self._live()
+        return self._headers
 
     # -- alloc / free ---------------------------------------------------------
 
@@ -225,7 +235,7 @@ class PktmbufPool(Mempool):
         row = self._rows[thread_state.cache_index]
         got: int = self._alloc_bulk(row, out, n)
         if got < 0:
-            checked_out(out, n)  # raises: n was outside 0..len(out)
+            return self._settle(got, n, out)
         return got
 
     def free_bulk(self, handles: U32Array, n: int | None = None) -> None:
@@ -253,12 +263,19 @@ class PktmbufPool(Mempool):
             n = len(rest)
             done = self._free_bulk(row, rest, n)
             handles = rest
-        if done < 0:
+        if done <= ERR_STALLED:
+            self._settle(done, n, handles)  # freed; the free list's publish finishes here
+        elif done < 0:
             raise self._free_error(handles, n, done)
 
     def close(self) -> None:
         if not self.closed:
             self._alloc_bulk = self._free_bulk = self._refcnt_add = _closed_pool
+            # Mbuf objects reach the headers and data through these: after the
+            # close every access raises ClosedError instead of touching memory.
+            closed = _ClosedView(self.name)
+            self._hw = closed  # type: ignore[assignment]
+            self._data_view = closed  # type: ignore[assignment]
         super().close()
 
     def bind(  # type: ignore[override]
@@ -325,6 +342,24 @@ class PktmbufPool(Mempool):
             direct = hw[base + H_DIRECT]
         start = direct * owner._stride + offset
         return owner._object_bytes[start : start + length]
+
+
+class _ClosedView:
+    """Stands in for a closed pool's header and data views: every access raises."""
+
+    __slots__ = ("_name",)
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getitem__(self, index: object) -> Any:
+        raise ClosedError(f"mbuf pool {self._name!r} is closed")
+
+    def __setitem__(self, index: object, value: object) -> None:
+        raise ClosedError(f"mbuf pool {self._name!r} is closed")
+
+    def __call__(self, *args: object) -> Any:
+        raise ClosedError(f"mbuf pool {self._name!r} is closed")
 
 
 class BoundMbufPool(NamedTuple):

@@ -33,14 +33,22 @@ from ._arrays import (
 )
 from ._bound import BoundCalls
 from ._cache import MempoolCache, PyCache, check_cache_size, init_cache_row
-from ._cache_layout import C_LEN, CACHE_WORDS
+from ._cache_layout import C_LEN, C_OBJS, CACHE_WORDS
 from ._cache_layout import layout_problem as cache_layout_problem
 from ._errors import ClosedError, MempoolError, NotFoundError, PktflowTypeError, PktflowValueError
-from ._lcore import MAX_LCORE, thread_state
-from ._memory import CACHE_LINE, HugePages, Zone
+from ._lcore import MAX_LCORE, add_lcore_hook, live_lcores, thread_state
+from ._memory import CACHE_LINE, HugePages, Zone, is_zone_name
 from ._names import LocalNames
 from ._ring import RING_SZ_MAX, Ring
-from .abc import ERR_COUNT, RING_F_EXACT_SZ, CacheOps, U32Array
+from .abc import (
+    ERR_ABORTED,
+    ERR_CORRUPT,
+    ERR_COUNT,
+    ERR_STALLED,
+    RING_F_EXACT_SZ,
+    CacheOps,
+    U32Array,
+)
 
 __all__ = ["MEMPOOL_F_NO_CACHE_ALIGN", "BoundMempool", "Mempool"]
 
@@ -60,6 +68,7 @@ M_SUBCLASS = 16  # words 16..31 belong to subclasses (the mbuf pool's sizes)
 # (``cache_index()`` returns it for them).
 _NO_CACHE_ROW = MAX_LCORE
 _FREE, _TAKEN = 1, 0
+_TAKEN_BY = 2  # debug flags >= 2: taken by lcore (flag - 2); 0: taken (older pools)
 
 _local: LocalNames[Mempool] = LocalNames("mempool")
 
@@ -221,6 +230,7 @@ class Mempool:
         self._cache_get = ops.get_bulk
         self._cache_put = ops.put_bulk
         self._cache_flush = ops.flush
+        add_lcore_hook(self)  # flush a retiring lcore's row; reclaim a dead one's on claim
 
     @classmethod
     def lookup(cls, name: str) -> Mempool:
@@ -228,7 +238,7 @@ class Mempool:
 
         Usage: ``mp = pktflow.Mempool.lookup("objs")``
         """
-        creator = _local.get(name)
+        creator = _local.get(name) if isinstance(name, str) else None
         if creator is not None and creator._zone is not None:
             if not isinstance(creator, cls):
                 raise PktflowValueError(
@@ -238,6 +248,8 @@ class Mempool:
             # The creator's zone, shared: closing this pool must leave it mapped.
             pool._bind(creator._zone, Ring.lookup(_ring_name(name)), creator=False, owns_zone=False)
             return pool
+        if not is_zone_name(name):  # None, "a/b": what Ring.lookup answers for them
+            raise NotFoundError(f"no mempool named {name!r} in this process (not a shared name)")
         try:
             zone = Zone.attach(name)
         except NotFoundError:
@@ -296,7 +308,7 @@ class Mempool:
         row = self._rows[thread_state.cache_index] if cache is None else self._user_row(cache)
         got: int = self._cache_get(row, out, n)
         if got < 0:
-            checked_out(out, n)  # raises: n was outside 0..len(out)
+            return self._settle(got, n, out)
         return got
 
     def put_bulk(
@@ -314,7 +326,7 @@ class Mempool:
         row = self._rows[thread_state.cache_index] if cache is None else self._user_row(cache)
         result = self._cache_put(row, objs, n)
         if result < 0:
-            raise self._put_error(objs, n, result)
+            self._settle(result, n, objs)
 
     def bind(self, array: U32Array, *, cache: MempoolCache | None = None) -> BoundMempool:
         """``get_bulk``/``put_bulk`` bound to one array and this thread's cache, for hot loops.
@@ -355,6 +367,27 @@ class Mempool:
         h = checked_handle(handle, self.n, MempoolError)
         self.put_bulk(one_handle(h), 1)
 
+    def _settle(self, code: int, n: int, array: U32Array) -> int:
+        """The slow path of a negative answer from the cache ops: finish, or raise.
+
+        ``ERR_STALLED...``: the handles moved and the free list's publish is
+        pending (an earlier transfer has not published yet): finish it,
+        repairing a dead process's reservation on the way; returns n.
+        """
+        if code <= ERR_STALLED:
+            self._ring.complete(code)
+            return n
+        if code == ERR_COUNT:
+            raise _count_error(array, n)
+        if code == ERR_ABORTED:
+            raise MempoolError(f"mempool {self.name!r}: its free list was aborted (Ring.abort)")
+        if code == ERR_CORRUPT:
+            raise MempoolError(
+                f"mempool {self.name!r} is corrupt: a cache row or its free list holds a word "
+                "out of range (nothing was touched)"
+            )
+        raise self._put_error(array, n, code)
+
     def _put_error(self, objs: U32Array, n: int, code: int) -> Exception:
         if code == ERR_COUNT:
             return _count_error(objs, n)
@@ -375,6 +408,8 @@ class Mempool:
 
         def get_bulk(cache: U32Array, out: U32Array, n: int) -> int:
             got = ops.get_bulk(cache, out, n)
+            if got <= ERR_STALLED:
+                got = self._settle(got, n, out)
             if got > 0:
                 self._debug_take(out[:got])
             return got
@@ -384,6 +419,8 @@ class Mempool:
                 return ERR_COUNT
             self._debug_check_put(objs[:n])
             result = ops.put_bulk(cache, objs, n)
+            if result <= ERR_STALLED:
+                result = self._settle(result, n, objs)
             if result >= 0:
                 self._debug_flags[objs[:n]] = _FREE
             return result
@@ -394,7 +431,8 @@ class Mempool:
         flags = self._debug_flags
         if (flags[handles] != _FREE).any():
             raise MempoolError(f"mempool {self.name!r} handed out a handle twice: it is corrupt")
-        flags[handles] = _TAKEN
+        # Where it went: the taker's lcore id + 2 (MAX_LCORE + 2: not an lcore), for audit().
+        flags[handles] = _TAKEN_BY + thread_state.cache_index
 
     def _debug_check_put(self, handles: U32Array) -> None:
         if handles.size == 0:
@@ -412,12 +450,125 @@ class Mempool:
     # -- counts --------------------------------------------------------------
 
     def avail_count(self) -> int:
-        """Objects available: the free list plus every lcore's cache (any process).
+        """Objects available: the free list plus every live lcore's cache (any process).
+
+        Objects stranded by a dead process (in its lcore's cache row, or in a
+        reservation of the free list it never published) are reclaimed first
+        (see ``reclaim``), so what is counted can be taken.
 
         Usage: ``mp.avail_count()``
         """
         self._live()
+        self.reclaim()
         return self._ring.count() + int(self._lcore_cache_lens.sum())
+
+    # -- dead and retired lcores (issue: crash safety) -------------------------
+
+    def reclaim(self) -> int:
+        """Give back what dead processes stranded; returns how many objects came back.
+
+        The cache rows of lcore ids that no live thread holds go back to the
+        free list, and reservations of the free list whose owner died are
+        published past (``Ring.repair``). ``avail_count`` calls it; an lcore
+        that unregisters flushes its own rows, and a new holder of an id
+        reclaims the row its dead predecessor left.
+
+        Usage: ``mp.reclaim()``
+        """
+        self._live()
+        moved = self._ring.repair()
+        lens = self._lcore_cache_lens
+        if not lens.any():
+            return moved
+        with live_lcores() as live:  # no id changes hands meanwhile
+            for lcore in np.flatnonzero(lens).tolist():
+                if lcore not in live:
+                    moved += self._flush_row(lcore)
+        return moved
+
+    def _flush_row(self, lcore: int) -> int:
+        length = int(self._caches[lcore, C_LEN])
+        result = self._cache_flush(self._caches[lcore])
+        if result < 0:
+            self._settle(result, length, _EMPTY)
+        return length
+
+    def lcore_retiring(self, lcore: int) -> None:
+        """Hook (``pktflow._lcore``): lcore ``lcore`` of this thread unregisters: flush its row."""
+        if self._zone is not None and int(self._caches[lcore, C_LEN]):
+            self._flush_row(lcore)
+
+    def lcore_claimed(self, lcore: int) -> None:
+        """Hook: this thread now holds ``lcore``; objects in its row are a dead holder's."""
+        if self._zone is not None and int(self._caches[lcore, C_LEN]):
+            self._flush_row(lcore)
+
+    def audit(self) -> dict[str, Any]:
+        """Check the pool and say where its objects are (DPDK's rte_mempool_audit).
+
+        Returns ``{"n", "ring", "caches": {lcore: count}, "dead_caches":
+        {lcore: count}, "avail", "in_use", "problems": [...]}``; for a debug
+        pool also ``"out": {handle: lcore or None}`` (who took each object
+        that is out; None: a thread that is not an lcore). Problems found:
+        a handle free twice (in the ring or a cache row), a handle out of
+        range, a free handle flagged as taken (debug), counts that do not
+        add up. Changes nothing. Exact only while nobody uses the pool.
+
+        Usage: ``assert not mp.audit()["problems"]``
+        """
+        self._live()
+        with live_lcores() as live:
+            live_ids = live
+        lens = self._lcore_cache_lens
+        caches = {int(i): int(lens[i]) for i in np.flatnonzero(lens)}
+        dead = {lcore: count for lcore, count in caches.items() if lcore not in live_ids}
+        ring_count = self._ring.count()
+        problems: list[str] = []
+        cached = sum(caches.values())
+        if cached > self.n or ring_count > self.n:
+            problems.append(f"cache rows hold {cached} and the ring {ring_count} of {self.n}")
+        report: dict[str, Any] = {
+            "n": self.n,
+            "ring": ring_count,
+            "caches": caches,
+            "dead_caches": dead,
+            "avail": ring_count + cached - sum(dead.values()),
+            "in_use": self.n - ring_count - cached,
+            "problems": problems,
+        }
+        in_ring = self._ring.impl.peek()
+        if in_ring is None:
+            return report
+        parts = [in_ring] + [
+            self._caches[lcore, C_OBJS : C_OBJS + min(count, CACHE_WORDS - C_OBJS)]
+            for lcore, count in caches.items()
+        ]
+        free = np.concatenate(parts).astype(np.int64)
+        if free.size and int(free.max()) >= self.n:
+            problems.append(
+                f"handles out of range: {sorted(set(free[free >= self.n].tolist()))[:5]}"
+            )
+            free = free[free < self.n]
+        values, counts = np.unique(free, return_counts=True)
+        if (counts > 1).any():
+            problems.append(f"handles free twice: {values[counts > 1][:5].tolist()}")
+        if self.debug:
+            flags = self._debug_flags
+            taken = flags != _FREE
+            if taken[values].any():
+                problems.append(
+                    f"free handles flagged as taken: {values[taken[values]][:5].tolist()}"
+                )
+            out = np.flatnonzero(taken)
+            report["out"] = {
+                int(h): (
+                    int(flags[h]) - _TAKEN_BY
+                    if _TAKEN_BY <= flags[h] < _TAKEN_BY + MAX_LCORE
+                    else None
+                )
+                for h in out.tolist()
+            }
+        return report
 
     def in_use_count(self) -> int:
         """Objects handed out (user-owned caches count as in use, as in DPDK).
@@ -456,7 +607,10 @@ class Mempool:
         Usage: ``mp.cache_flush()``
         """
         self._live()
-        if self._cache_flush(self._row(cache)) < 0:
+        result = self._cache_flush(self._row(cache))
+        if result <= ERR_STALLED or result in (ERR_ABORTED, ERR_CORRUPT):
+            self._settle(result, 0, _EMPTY)
+        elif result < 0:
             raise MempoolError(
                 f"mempool {self.name!r} overflowed on a cache flush: more handles were put "
                 "than it holds (a double put? create it with debug=True to find it)"
@@ -557,6 +711,9 @@ def _count_error(array: U32Array, n: int) -> Exception:
     except PktflowValueError as exc:
         return exc
     return PktflowValueError(f"n={n} does not fit an array of {len(array)}")
+
+
+_EMPTY: U32Array = np.zeros(0, dtype=np.uint32)
 
 
 def _closed(*args: object) -> Any:

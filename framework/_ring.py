@@ -14,13 +14,14 @@ from ._arrays import U32, checked_count, checked_handle, checked_int, checked_ou
 from ._bound import BoundCalls
 from ._errors import ClosedError, NotFoundError, PktflowValueError
 from ._names import LocalNames
-from .abc import RING_F_EXACT_SZ, RING_F_SC_DEQ, RING_F_SP_ENQ, JitOps, U32Array
+from .abc import ERR_COUNT, RING_F_EXACT_SZ, RING_F_SC_DEQ, RING_F_SP_ENQ, JitOps, U32Array
 from .abc import Ring as RingImpl
 
 __all__ = ["RING_SZ_MAX", "BoundRing", "Ring"]
 
 RING_SZ_MAX = 1 << 30  # DPDK's RTE_RING_SZ_MASK allows sizes below 2**31
 _KNOWN_FLAGS = RING_F_SP_ENQ | RING_F_SC_DEQ | RING_F_EXACT_SZ
+HOLE = 0xFFFFFFFF  # a slot a repair emptied (the layout's HOLE); consumers drop it
 
 _local: LocalNames[Ring] = LocalNames("ring")
 
@@ -37,6 +38,19 @@ def _count_error(array: U32Array, n: int, role: str) -> int:
     """Raise the error a backend's ERR_COUNT stands for."""
     checked_count(array, n, role)  # raises: n is outside 0..len(array)
     raise PktflowValueError(f"n={n} does not fit {role}")  # unreachable for a sane backend
+
+
+def _settle(impl: RingImpl, code: int, array: U32Array, n: int, role: str) -> int:
+    """The slow path of a negative answer: raise, or finish a stalled transfer."""
+    if code == ERR_COUNT:
+        return _count_error(array, n, role)
+    moved = impl.complete(code)  # raises for ERR_ABORTED / ERR_CORRUPT / a live blocker
+    if role == "out" and moved:
+        # Holes a repair left (a dead producer's unfinished slots) were dropped
+        # and sit at the end of what this dequeue reserved.
+        while moved and int(array[moved - 1]) == HOLE:
+            moved -= 1
+    return moved
 
 
 class BoundRing(NamedTuple):
@@ -157,7 +171,7 @@ class Ring:
         if not (type(objs) is ndarray and objs.dtype is U32 and objs.ndim == 1 and type(n) is int):
             n = checked_count(objs, n, "objs")
         moved: int = self._enqueue_bulk(objs, n)
-        return moved if moved >= 0 else _count_error(objs, n, "objs")
+        return moved if moved >= 0 else _settle(self._live(), moved, objs, n, "objs")
 
     def enqueue_burst(self, objs: U32Array, n: int | None = None) -> int:
         """Enqueue as many of ``objs[:n]`` as fit; returns how many.
@@ -167,7 +181,7 @@ class Ring:
         if not (type(objs) is ndarray and objs.dtype is U32 and objs.ndim == 1 and type(n) is int):
             n = checked_count(objs, n, "objs")
         moved: int = self._enqueue_burst(objs, n)
-        return moved if moved >= 0 else _count_error(objs, n, "objs")
+        return moved if moved >= 0 else _settle(self._live(), moved, objs, n, "objs")
 
     def dequeue_bulk(self, out: U32Array, n: int | None = None) -> int:
         """Dequeue exactly ``n`` handles into ``out`` or none; returns n or 0.
@@ -183,7 +197,7 @@ class Ring:
         ):
             n = checked_out(out, n)
         moved: int = self._dequeue_bulk(out, n)
-        return moved if moved >= 0 else _count_error(out, n, "out")
+        return moved if moved >= 0 else _settle(self._live(), moved, out, n, "out")
 
     def dequeue_burst(self, out: U32Array, n: int | None = None) -> int:
         """Dequeue up to ``n`` (default ``len(out)``) handles into ``out``; returns how many.
@@ -199,7 +213,7 @@ class Ring:
         ):
             n = checked_out(out, n)
         moved: int = self._dequeue_burst(out, n)
-        return moved if moved >= 0 else _count_error(out, n, "out")
+        return moved if moved >= 0 else _settle(self._live(), moved, out, n, "out")
 
     def bind(self, array: U32Array) -> BoundRing:
         """The batch operations bound to one preallocated array, for hot loops.
@@ -281,6 +295,48 @@ class Ring:
         Usage: ``ring.reset()``
         """
         self._live().reset(0)
+
+    # -- crash safety ---------------------------------------------------------
+
+    def complete(self, code: int, timeout: float | None = None) -> int:
+        """Finish a transfer that a bound call or jitted code got ``ERR_STALLED...`` for.
+
+        A wait for an earlier producer (or consumer) to publish is bounded: the
+        kernel then answers a code at or below ``pktflow.abc.ERR_STALLED`` with
+        its handles already moved. This finishes it and returns the count,
+        first publishing past the reservation of a dead process that blocks
+        it (a dead producer's copied handles are delivered, its unfinished
+        slots dropped; a dead consumer's reserved handles are discarded).
+        Raises ``RingStalledError`` (still pending: call again with
+        ``err.code``) when a live process blocks it for ``timeout`` seconds
+        (default 5) or the ring is aborted. The methods of this class do
+        this on their own.
+
+        Usage: ``moved = ring.complete(code) if code <= ERR_STALLED else code``
+        """
+        return self._live().complete(code, timeout)
+
+    def abort(self, on: bool = True) -> None:
+        """Set the shared abort word: every process's waits on this ring return at once.
+
+        Transfers that had reserved slots raise ``RingStalledError`` (pending);
+        new ones raise ``RingError`` until ``abort(False)``.
+
+        Usage: ``ring.abort()``
+        """
+        self._live().abort(on)
+
+    def repair(self) -> int:
+        """Publish past the reservations of dead processes now; returns the slots freed.
+
+        Usage: ``ring.repair()``
+        """
+        return self._live().repair()
+
+    @property
+    def repairs(self) -> int:
+        """Reservations of dead processes repaired so far, by any process."""
+        return self._live().repairs
 
     # -- what jitted code needs ---------------------------------------------
 

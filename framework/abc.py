@@ -25,14 +25,16 @@ from typing import Any, ClassVar, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from ._errors import NotFoundError
+from ._errors import NotFoundError, RingError
 
 __all__ = [
+    "ERR_ABORTED",
     "ERR_CLOSED",
     "ERR_CORRUPT",
     "ERR_COUNT",
     "ERR_FOREIGN",
     "ERR_OVERFLOW",
+    "ERR_STALLED",
     "RING_F_EXACT_SZ",
     "RING_F_SC_DEQ",
     "RING_F_SP_ENQ",
@@ -57,6 +59,14 @@ ERR_OVERFLOW = -2  # the free list overflowed: only a double free causes it
 ERR_CORRUPT = -3  # a chain longer than the pool: a cycle
 ERR_CLOSED = -9  # the ring or pool was closed (DPDK's -EBADF); nothing was touched
 ERR_COUNT = -22  # a count outside 0..len(array) (DPDK's -EINVAL)
+ERR_ABORTED = -125  # the ring's abort word is set (DPDK's -ECANCELED); nothing was moved
+# A wait for an earlier reservation of the same side to publish ran out of
+# its bound (or the ring was aborted meanwhile): the handles WERE moved, only
+# publishing them is pending. Codes at or below ERR_STALLED encode where:
+# ``ERR_STALLED - (2 * head + is_producer)``; ``Ring.complete(code)`` (or the
+# facade, on its own) finishes the operation, repairing a dead owner's
+# reservation on the way, and returns the count.
+ERR_STALLED = -(1 << 40)
 
 
 class JitOps(NamedTuple):
@@ -156,6 +166,45 @@ class Ring(ABC):
     @property
     def state(self) -> U32Array | None:
         """The uint32 state array the jitted kernels work on, or None."""
+        return None
+
+    def complete(self, code: int, timeout: float | None = None) -> int:
+        """Finish a transfer that returned ``ERR_STALLED...`` (or raise for another code).
+
+        Repairs the reservation of a dead process that blocks it; raises
+        ``RingStalledError`` when a live one blocks it past ``timeout`` or the
+        ring is aborted. Backends whose transfers never stall keep this default.
+
+        Usage: ``moved = impl.complete(code)``
+        """
+        raise RingError(f"ring {self.name!r}: no transfer of this backend is pending ({code})")
+
+    def abort(self, on: bool = True) -> None:
+        """Set (or clear) the ring's abort word: every wait in a transfer returns at once.
+
+        Usage: ``impl.abort()``
+        """
+        return None  # no transfer of this backend waits
+
+    def repair(self) -> int:
+        """Publish past reservations of dead processes; returns how many slots were freed.
+
+        Usage: ``impl.repair()``
+        """
+        return 0
+
+    @property
+    def repairs(self) -> int:
+        """Reservations of dead processes repaired so far (any process)."""
+        return 0
+
+    def peek(self) -> U32Array | None:
+        """A copy of the handles in the ring now, oldest first, or None if unsupported.
+
+        A snapshot: exact only while nobody transfers (audits, tests).
+
+        Usage: ``handles = impl.peek()``
+        """
         return None
 
     def cache_ops(self) -> CacheOps | None:

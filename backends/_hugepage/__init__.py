@@ -30,7 +30,7 @@ class HugepageBackend(Backend):
         return numba_missing()
 
     def create_ring(self, name: str, size: int, capacity: int, flags: int) -> Ring:
-        words = state_words(size)
+        words = state_words(size, flags)
         zone = Zone.create(name, words * 4, shared=True, hugepages="auto", kind=ZONE_KIND)
         try:
             ring = JitRing.initialise(

@@ -10,8 +10,11 @@ Only this module and ``_kernels.py`` hold jitted code.
 
 from __future__ import annotations
 
+import ctypes
+import os
 import platform
 
+import llvmlite.binding as llvm_binding
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
@@ -163,3 +166,85 @@ def sched_yield(typingctx):  # type: ignore[no-untyped-def]
         return context.get_dummy_value()
 
     return types.void(), codegen
+
+
+# The calling process's identity, read by the ring kernels when they record a
+# reservation (so that a survivor can tell a dead owner's reservation from a
+# slow one): pid in the low 32 bits, the low 32 bits of its start time (clock
+# ticks, /proc/<pid>/stat field 22) in the high ones. One process-wide word,
+# reached from jitted code as an external global symbol: a plain load, no
+# argument and no system call per burst, and ``cache=True`` keeps working (the
+# symbol is resolved again in every process that loads the cached kernels).
+_OWNER_SYMBOL = "pktflow_ring_owner_token_v1"
+_owner_word = ctypes.c_uint64(0)
+llvm_binding.add_symbol(_OWNER_SYMBOL, ctypes.addressof(_owner_word))
+
+
+def _start_time(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return 0
+    return int(stat[stat.rindex(b")") + 2 :].split()[19])
+
+
+def set_owner_token() -> None:
+    """Stamp this process's identity into the word the kernels record (again after fork)."""
+    pid = os.getpid()
+    _owner_word.value = (pid & 0xFFFFFFFF) | ((_start_time(pid) & 0xFFFFFFFF) << 32)
+
+
+def owner_token_value() -> int:
+    """This process's token as the kernels see it (for tests and the repair path)."""
+    return int(_owner_word.value)
+
+
+set_owner_token()
+os.register_at_fork(after_in_child=set_owner_token)
+
+
+@intrinsic
+def owner_token(typingctx):  # type: ignore[no-untyped-def]
+    """This process's (pid, start time) token: a plain load of a process-private word.
+
+    No ordering: the word changes only in a fresh child, before any kernel runs there.
+    """
+
+    def codegen(context, builder, sig, args):  # type: ignore[no-untyped-def]
+        module = builder.module
+        try:
+            word = module.get_global(_OWNER_SYMBOL)
+        except KeyError:
+            word = ir.GlobalVariable(module, ir.IntType(64), _OWNER_SYMBOL)
+            word.linkage = "external"
+        return builder.load(word)
+
+    return types.uint64(), codegen
+
+
+@intrinsic
+def monotonic_ns(typingctx):  # type: ignore[no-untyped-def]
+    """CLOCK_MONOTONIC in nanoseconds (libc's clock_gettime: the vDSO, no system call).
+
+    Bounds the kernels' waits in time, whatever sched_yield costs. Declared as
+    an external symbol, as sched_yield is, so ``cache=True`` works.
+    """
+
+    def codegen(context, builder, sig, args):  # type: ignore[no-untyped-def]
+        i64 = ir.IntType(64)
+        timespec = ir.LiteralStructType([i64, i64])
+        fn = cgutils.get_or_insert_function(
+            builder.module,
+            ir.FunctionType(ir.IntType(32), [ir.IntType(32), timespec.as_pointer()]),
+            "clock_gettime",
+        )
+        slot = cgutils.alloca_once(builder, timespec)
+        builder.call(fn, [ir.Constant(ir.IntType(32), 1), slot])  # CLOCK_MONOTONIC
+        seconds = builder.load(builder.gep(slot, [ir.Constant(ir.IntType(32), 0)] * 2))
+        nanos = builder.load(
+            builder.gep(slot, [ir.Constant(ir.IntType(32), 0), ir.Constant(ir.IntType(32), 1)])
+        )
+        return builder.add(builder.mul(seconds, ir.Constant(i64, 1_000_000_000)), nanos)
+
+    return types.int64(), codegen

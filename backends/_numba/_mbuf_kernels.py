@@ -29,7 +29,7 @@ from pktflow._mbuf_layout import (
     P_HEADROOM,
     P_POOL_ID,
 )
-from pktflow.abc import ERR_CORRUPT, ERR_COUNT, ERR_FOREIGN, ERR_OVERFLOW
+from pktflow.abc import ERR_CORRUPT, ERR_COUNT, ERR_FOREIGN, ERR_OVERFLOW, ERR_STALLED
 
 from ._atomics import fetch_add, load_acquire
 from ._mempool_kernels import mempool_get_bulk, mempool_put_bulk
@@ -66,12 +66,16 @@ _SIG_BULK = "int64(uint32[::1], uint32[:, ::1], uint32[::1], uint32[:], int64)"
 def mbuf_alloc_bulk(ring, words, cache, out, n):
     """Take ``n`` mbufs into ``out``, all or none, each reset; n or 0 (or ERR_COUNT)."""
     got = mempool_get_bulk(ring, cache, out, n)
-    if got > 0:
+    # ERR_STALLED...: the handles moved (publishing is pending): reset them too.
+    count = got if got > 0 else (n if got <= ERR_STALLED else 0)
+    if count:
         params = words.shape[0] - 1
         pool_id = words[params, P_POOL_ID]
         buf = words[params, P_BUF_LEN] | (words[params, P_HEADROOM] << 16)
-        for i in range(got):
-            _reset(words, np.int64(out[i]), buf, pool_id)
+        for i in range(count):
+            h = np.int64(out[i])
+            if h < params:  # a corrupt free list never makes us write outside the headers
+                _reset(words, h, buf, pool_id)
     return got
 
 
@@ -116,13 +120,18 @@ def _survey_chain(words, head, pool_id):
     another pool's buffer (the caller frees that chain); else _CHAIN_LOCAL.
     """
     segments = np.int64(words[head, H_DATA] >> 16)
+    pool_n = words.shape[0] - 1
     foreign = False
     h = head
     for _ in range(segments):
-        if h == NO_NEXT:
+        # A next (or direct) word past the pool is corrupt: never index with it.
+        if h == NO_NEXT or h >= pool_n:
             return ERR_CORRUPT
-        if _is_indirect(words, h) and words[h, H_DIRECT_POOL] != pool_id:
-            foreign = True
+        if _is_indirect(words, h):
+            if words[h, H_DIRECT_POOL] != pool_id:
+                foreign = True
+            elif words[h, H_DIRECT] >= pool_n:
+                return ERR_CORRUPT
         h = np.int64(words[h, H_NEXT])
     if h != NO_NEXT:
         return ERR_CORRUPT
@@ -177,8 +186,15 @@ def mbuf_free_bulk(ring, words, cache, handles, n):
                 freed[k] = m
                 k += 1
             m = following
-    if k and mempool_put_bulk(ring, cache, freed, k) < 0:
-        return ERR_OVERFLOW
+    if k:
+        put = mempool_put_bulk(ring, cache, freed, k)
+        if put <= ERR_STALLED:
+            # Freed; the free list's publish is pending: the caller finishes it
+            # (``Ring.complete``) and counts the chains before ``stop`` as freed
+            # (all n unless a foreign chain stopped the work: see _mbuf.py).
+            return put
+        if put < 0:
+            return ERR_OVERFLOW
     return stop
 
 

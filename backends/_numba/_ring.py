@@ -13,10 +13,38 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from pktflow._errors import RingError
 from pktflow._memory import Zone
-from pktflow.abc import RING_F_SC_DEQ, RING_F_SP_ENQ, CacheOps, JitOps, MbufOps, Ring, U32Array
+from pktflow.abc import (
+    ERR_ABORTED,
+    ERR_CORRUPT,
+    ERR_STALLED,
+    RING_F_SC_DEQ,
+    RING_F_SP_ENQ,
+    CacheOps,
+    JitOps,
+    MbufOps,
+    Ring,
+    U32Array,
+)
 
-from ._layout import LAYOUT_VERSION, MAGIC, W_CAPACITY, W_FLAGS, W_MAGIC, W_SIZE, W_VERSION
+from ._layout import (
+    HEADER_WORDS,
+    LAYOUT_VERSION,
+    MAGIC,
+    W_ABORT,
+    W_CAPACITY,
+    W_CONS_REC,
+    W_FLAGS,
+    W_MAGIC,
+    W_MASK,
+    W_PROD_REC,
+    W_REPAIRED,
+    W_SIZE,
+    W_VERSION,
+    cons_records,
+    prod_records,
+)
 from ._layout import state_words as state_words
 
 _CACHE_LINE_WORDS = 16
@@ -103,30 +131,99 @@ class JitRing(Ring):
         """Write a fresh ring header into ``state`` and wrap it."""
         from . import _kernels as k
 
-        k.init(state, size, capacity, flags)
+        k.init(state, size, capacity, flags, prod_records(size, flags), cons_records(size, flags))
         return cls(name, state, zone)
 
     @classmethod
     def private(cls, name: str, size: int, capacity: int, flags: int) -> JitRing:
-        return cls.initialise(name, aligned_words(state_words(size)), size, capacity, flags)
+        words = aligned_words(state_words(size, flags))
+        return cls.initialise(name, words, size, capacity, flags)
 
     @staticmethod
     def check_header(state: U32Array, where: str) -> str | None:
-        """Why ``state`` is not a ring this version can drive, or None."""
-        if state.shape[0] < state_words(0) or int(state[W_MAGIC]) != MAGIC:
+        """Why ``state`` is not a ring this version can drive, or None.
+
+        Every word a kernel indexes with is checked, so that a corrupt header
+        is an error here and never a read or write outside the zone.
+        """
+        if state.shape[0] < HEADER_WORDS or int(state[W_MAGIC]) != MAGIC:
             return f"{where} holds no initialised ring"
         if int(state[W_VERSION]) != LAYOUT_VERSION:
             return f"{where} has ring layout {int(state[W_VERSION])}, expected {LAYOUT_VERSION}"
-        if state.shape[0] < state_words(int(state[W_SIZE])):
+        size, capacity, flags = int(state[W_SIZE]), int(state[W_CAPACITY]), int(state[W_FLAGS])
+        if size <= 0 or size & (size - 1) or int(state[W_MASK]) != size - 1:
+            return f"{where} has a corrupt ring header (size {size}, mask {int(state[W_MASK])})"
+        if capacity >= size:
+            return f"{where} has a corrupt ring header (capacity {capacity} >= size {size})"
+        if flags & ~0x7:
+            return f"{where} has a corrupt ring header (flags {flags:#x})"
+        if state.shape[0] < state_words(size, flags):
             return f"{where} is smaller than its ring header says"
+        for word, expected in (
+            (W_PROD_REC, prod_records(size, flags)),
+            (W_CONS_REC, cons_records(size, flags)),
+        ):
+            if int(state[word]) != expected:
+                return f"{where} has a corrupt ring header (record offset {int(state[word])})"
         return None
 
     def enqueue(self, handle: int) -> bool:
-        return self._enqueue_one(self._state, handle)  # type: ignore[no-any-return]
+        moved = int(self._enqueue_one(self._state, handle))
+        if moved >= 0:
+            return moved == 1
+        return self.complete(moved) == 1
 
     def dequeue(self) -> int | None:
-        handle = self._dequeue_one(self._state)
-        return None if handle < 0 else handle
+        handle = int(self._dequeue_one(self._state))
+        if handle >= 0:
+            return handle
+        if handle == -1:
+            return None
+        if handle <= ERR_STALLED:
+            from ._repair import decode, slot_value
+
+            # Ours until we publish: read it before the publish frees the slot.
+            value = slot_value(self._state, decode(handle)[1])
+            return value if self.complete(handle) == 1 else None
+        self.complete(handle)  # raises for ERR_ABORTED / ERR_CORRUPT
+        return None
+
+    def complete(self, code: int, timeout: float | None = None) -> int:
+        if code == ERR_ABORTED:
+            raise RingError(f"ring {self.name!r} is aborted (Ring.abort(False) clears it)")
+        if code == ERR_CORRUPT:
+            raise RingError(f"ring {self.name!r} has a corrupt header word")
+        from ._repair import complete
+
+        return complete(self._state, code, self.name, timeout)
+
+    def abort(self, on: bool = True) -> None:
+        from . import _kernels as k
+
+        k.store_word(self._state, W_ABORT, 1 if on else 0)
+
+    def repair(self) -> int:
+        from ._repair import repair_side
+
+        done = 0
+        for is_prod, rec_word in ((True, W_PROD_REC), (False, W_CONS_REC)):
+            if int(self._state[rec_word]):  # an MP/MC side: it has records
+                done += repair_side(self._state, is_prod)
+        return done
+
+    @property
+    def repairs(self) -> int:
+        return int(self._state[W_REPAIRED])
+
+    def peek(self) -> U32Array | None:
+        from ._layout import W_CONS_TAIL, W_PROD_TAIL, W_SLOTS
+
+        state, size = self._state, self.size
+        tail, head = int(state[W_CONS_TAIL]), int(state[W_PROD_TAIL])
+        used = min((head - tail) & 0xFFFFFFFF, self.capacity)
+        index = (tail + np.arange(used, dtype=np.int64)) & (size - 1)
+        snapshot: U32Array = state[W_SLOTS + index].copy()
+        return snapshot
 
     def reset(self, counter_start: int = 0) -> None:
         self._reset(self._state, counter_start)
