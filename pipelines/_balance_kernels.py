@@ -22,6 +22,7 @@ from pktflow._mbuf_layout import (
     H_HASH,
     H_OL_FLAGS,
     H_PACKET_TYPE,
+    H_PKT_LEN,
     H_TX_OFFLOAD,
     P_POOL_ID,
 )
@@ -92,12 +93,14 @@ def balance_burst(words, data, stride, handles, n, ways, table, scratch, counts)
     addresses, plus the ports of TCP, UDP and SCTP (not of fragments). Other
     frames, and clones of another pool's buffer, hash to 0 (output 0).
     Sets ``MBUF_F_RX_RSS_HASH`` in ``ol_flags``. On return ``handles[:n]``
-    holds the handles of output 0, then 1, ..., each in arrival order, and
-    ``counts[:ways]`` how many each got. ``scratch`` holds at least 2n.
+    holds the handles of output 0, then 1, ..., each in arrival order,
+    ``counts[:ways]`` how many each got and ``counts[ways:2 * ways]`` their
+    bytes (sum of pkt_len, so the runtime need not count them again).
+    ``scratch`` holds at least 2n.
     Returns 0, ``ERR_COUNT`` (n outside 0..len(handles), or scratch or
     counts too short) or ``ERR_FOREIGN`` (a handle not below pool_n).
     """
-    if n < 0 or n > handles.shape[0] or scratch.shape[0] < 2 * n or counts.shape[0] < ways:
+    if n < 0 or n > handles.shape[0] or scratch.shape[0] < 2 * n or counts.shape[0] < 2 * ways:
         return ERR_COUNT
     pool_n = np.int64(words.shape[0]) - 1
     for i in range(n):
@@ -105,7 +108,7 @@ def balance_burst(words, data, stride, handles, n, ways, table, scratch, counts)
             return ERR_FOREIGN
     pool_id = words[pool_n, P_POOL_ID]
     data_size = np.int64(data.shape[0])
-    for w in range(ways):
+    for w in range(2 * ways):
         counts[w] = 0
     for i in range(n):
         m = np.uint64(handles[i])
@@ -140,6 +143,7 @@ def balance_burst(words, data, stride, handles, n, ways, table, scratch, counts)
         way = np.int64(h) % ways
         scratch[i] = np.uint32(way)
         counts[way] += 1
+        counts[ways + way] += np.int64(words[m, H_PKT_LEN])
     # A stable counting sort through scratch[n:2n].
     start = np.empty(ways, np.int64)
     at = np.int64(0)

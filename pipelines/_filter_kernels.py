@@ -102,18 +102,20 @@ def _be(data, p, size):
 
 @njit(
     "int64(uint32[:, ::1], uint8[::1], int64, uint32[::1], int64, int64[:, ::1], uint64[::1],"
-    " uint32[::1])",
+    " uint32[::1], int64[::1])",
     cache=True,
     nogil=True,
 )
-def filter_burst(words, data, stride, handles, n, prog, consts, scratch):
+def filter_burst(words, data, stride, handles, n, prog, consts, scratch, nbytes):
     """Run ``prog`` on ``handles[:n]``; those it accepts first, then the rest (both in order).
 
     Returns how many it accepted, ``ERR_COUNT`` (n outside 0..len(handles),
-    scratch shorter than n) or ``ERR_FOREIGN`` (a handle not below pool_n).
+    scratch shorter than n, nbytes shorter than 2) or ``ERR_FOREIGN`` (a
+    handle not below pool_n). ``nbytes[0]``/``nbytes[1]``: the bytes (sum of
+    pkt_len) accepted and rejected, so the runtime need not count them again.
     A clone of another pool's buffer has only its header fields (pkt_len).
     """
-    if n < 0 or n > handles.shape[0] or scratch.shape[0] < n:
+    if n < 0 or n > handles.shape[0] or scratch.shape[0] < n or nbytes.shape[0] < 2:
         return ERR_COUNT
     pool_n = np.int64(words.shape[0]) - 1
     for i in range(n):
@@ -125,6 +127,8 @@ def filter_burst(words, data, stride, handles, n, prog, consts, scratch):
     stack = np.zeros(steps + 1, np.bool_)
     accepted = np.int64(0)
     rejected = np.int64(0)
+    nbytes[0] = 0
+    nbytes[1] = 0
     for i in range(n):
         h = handles[i]
         m = np.uint64(h)
@@ -274,9 +278,11 @@ def filter_burst(words, data, stride, handles, n, prog, consts, scratch):
         if stack[0]:
             handles[accepted] = h
             accepted += 1
+            nbytes[0] += np.int64(words[m, H_PKT_LEN])
         else:
             scratch[rejected] = h
             rejected += 1
+            nbytes[1] += np.int64(words[m, H_PKT_LEN])
     for j in range(rejected):
         handles[accepted + j] = scratch[j]
     return accepted

@@ -61,7 +61,7 @@ class Balance(pktflow.Stage):
         super().__init__(ctx)
         self.ways = ways
         self._arrays = PoolArraysCache()
-        self._counts = np.zeros(ways, dtype=np.int64)
+        self._counts = np.zeros(2 * ways, dtype=np.int64)  # packets, then bytes, per output
         self._scratch = np.empty(2 * ctx.burst_size, dtype=np.uint32)
 
     def process(self, burst: pktflow.Burst) -> None:
@@ -75,11 +75,15 @@ class Balance(pktflow.Stage):
             raise pktflow.MbufError(
                 f"balance: a handle of the burst is not an mbuf of pool {burst.pool.name!r}"
             )
+        counts = self._counts.tolist()
         start = 0
-        for way, count in enumerate(self._counts.tolist()):
+        for way, output in enumerate(self.outputs):
+            count = counts[way]
             if count == n:
-                self.emit(burst, self.outputs[way])
+                self.emit(burst, output)
                 return
             if count:
-                self.emit(burst.take(slice(start, start + count)), self.outputs[way])
+                part = burst.take(slice(start, start + count))
+                part.nbytes = counts[self.ways + way]  # counted by the kernel
+                self.emit(part, output)
                 start += count

@@ -358,6 +358,7 @@ class Filter(pktflow.Stage):
         self._rows, self._consts = self.program.rows, self.program.consts
         self._arrays = PoolArraysCache()
         self._scratch = np.empty(ctx.burst_size, dtype=np.uint32)
+        self._nbytes = np.zeros(2, dtype=np.int64)  # accepted, rejected
 
     def process(self, burst: pktflow.Burst) -> None:
         words, data, stride = self._arrays.of(burst.pool)
@@ -365,14 +366,19 @@ class Filter(pktflow.Stage):
         if self._scratch.shape[0] < n:
             self._scratch = np.empty(burst.capacity, dtype=np.uint32)
         kept = _filter_burst(words, data, stride, burst.array, n, self._rows, self._consts,
-                             self._scratch)  # fmt: skip
+                             self._scratch, self._nbytes)  # fmt: skip
         if kept == n:
             self.emit(burst)
         elif kept == 0:
             self.emit(burst, "rejected")
         elif kept > 0:
-            self.emit(burst.take(slice(0, kept)))
-            self.emit(burst.take(slice(kept, n)), "rejected")
+            accepted, rejected = self._nbytes.tolist()
+            out = burst.take(slice(0, kept))
+            out.nbytes = accepted  # counted by the kernel: the runtime need not
+            self.emit(out)
+            out = burst.take(slice(kept, n))
+            out.nbytes = rejected
+            self.emit(out, "rejected")
         else:
             raise pktflow.MbufError(
                 f"filter: a handle of the burst is not an mbuf of pool {burst.pool.name!r}"

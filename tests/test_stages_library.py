@@ -251,9 +251,13 @@ def run_filter(pool: pktflow.PktmbufPool, expr: str, frames: dict[str, bytes]) -
     program = compile_filter(expr)
     work = loaded.handles.copy()
     scratch = np.empty(len(work), np.uint32)
+    nbytes = np.zeros(2, np.int64)
     kept = filter_burst(pool.header_words, loaded.data, pool._stride, work, len(work),
-                        program.rows, program.consts, scratch)  # fmt: skip
+                        program.rows, program.consts, scratch, nbytes)  # fmt: skip
     assert kept >= 0
+    lengths = dict(zip(loaded.handles.tolist(), map(len, frames.values()), strict=True))
+    assert nbytes.tolist() == [sum(lengths[h] for h in work[:kept].tolist()),
+                               sum(lengths[h] for h in work[kept:].tolist())]  # fmt: skip
     # Stable: accepted then rejected, each in arrival order.
     order = loaded.handles.tolist()
     assert work[:kept].tolist() == [h for h in order if h in set(work[:kept].tolist())]
@@ -354,7 +358,7 @@ def test_balance_hash_is_the_symmetric_toeplitz_and_both_directions_agree(
     ways = 4
     work = loaded.handles.copy()
     scratch = np.empty(2 * len(work), np.uint32)
-    counts = np.zeros(ways, np.int64)
+    counts = np.zeros(2 * ways, np.int64)
     assert balance_burst(pool.header_words, loaded.data, pool._stride, work, len(work), ways,
                          TABLE, scratch, counts) == 0  # fmt: skip
     hashes = pool.headers["hash"][loaded.handles]
@@ -367,10 +371,12 @@ def test_balance_hash_is_the_symmetric_toeplitz_and_both_directions_agree(
         group = work[at : at + counts[w]].tolist()
         assert all(way_of[h] == w for h in group)
         assert group == [h for h in loaded.handles.tolist() if way_of[h] == w]
+        assert counts[ways + w] == sum(len(frames[i]) for i, h in enumerate(loaded.handles.tolist())
+                                      if way_of[h] == w)  # fmt: skip
         at += int(counts[w])
     assert at == len(work)
     # Roughly even: 2000 packets of 1000 flows over 4 outputs.
-    assert counts.min() > 0.8 * len(work) / ways, counts
+    assert counts[:ways].min() > 0.8 * len(work) / ways, counts
     assert (pool.headers["ol_flags"][loaded.handles] & 2).all()
     loaded.free()
 
@@ -380,7 +386,7 @@ def test_balance_non_ip_goes_to_out0_and_fragments_hash_on_addresses(
 ) -> None:
     loaded = Loaded(pool, [FRAMES["arp"], FRAMES["frag"]])
     work = loaded.handles.copy()
-    counts = np.zeros(3, np.int64)
+    counts = np.zeros(6, np.int64)
     assert balance_burst(pool.header_words, loaded.data, pool._stride, work, 2, 3, TABLE,
                          np.empty(4, np.uint32), counts) == 0  # fmt: skip
     arp, frag = pool.headers["hash"][loaded.handles].tolist()
