@@ -131,13 +131,16 @@ def balance_burst(words, data, stride, handles, n, ways, table, scratch, counts)
                 first = np.int64(0)
             limit = min(dlen, data_size - b)
             if size and first + size <= limit:
+                p = np.uint64(b + first)
                 for j in range(size):  # src and dst: same parities, so symmetric
-                    h ^= table[j & 1, data[np.uint64(b + first + j)]]
+                    # Unsigned indices: numba then skips its negative-index wraparound.
+                    h ^= table[np.uint64(j & 1), np.uint64(data[p + np.uint64(j)])]
                 l4type = ptype & _L4_MASK
-                at = l2 + l3
-                if (l4type in (_L4_TCP, _L4_UDP, _L4_SCTP)) and (at + 4 <= limit):
+                l4 = l2 + l3
+                if (l4type in (_L4_TCP, _L4_UDP, _L4_SCTP)) and (l4 + 4 <= limit):
+                    p = np.uint64(b + l4)
                     for j in range(4):  # sport, dport at even positions after the addresses
-                        h ^= table[j & 1, data[np.uint64(b + at + j)]]
+                        h ^= table[np.uint64(j & 1), np.uint64(data[p + np.uint64(j)])]
         words[m, H_HASH] = h
         words[m, H_OL_FLAGS] |= np.uint32(MBUF_F_RX_RSS_HASH)
         way = np.int64(h) % ways

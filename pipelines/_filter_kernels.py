@@ -149,98 +149,100 @@ def filter_burst(words, data, stride, handles, n, prog, consts, scratch, nbytes)
         at4 = l2 + l3  # L4 header
         sp = 0
         for s in range(steps):
-            op = prog[s, 0]
+            r = np.uint64(s)  # unsigned indices: numba skips the wraparound
+            op = prog[r, 0]
             if op == OP_AND:
                 sp -= 1
-                stack[sp - 1] = stack[sp - 1] and stack[sp]
+                stack[np.uint64(sp - 1)] = stack[np.uint64(sp - 1)] and stack[np.uint64(sp)]
                 continue
             if op == OP_OR:
                 sp -= 1
-                stack[sp - 1] = stack[sp - 1] or stack[sp]
+                stack[np.uint64(sp - 1)] = stack[np.uint64(sp - 1)] or stack[np.uint64(sp)]
                 continue
             if op == OP_NOT:
-                stack[sp - 1] = not stack[sp - 1]
+                stack[np.uint64(sp - 1)] = not stack[np.uint64(sp - 1)]
                 continue
-            field = prog[s, 1]
+            field = prog[r, 1]
             present = False
             hi = np.uint64(0)
             v = np.uint64(0)
             # Where the field's bytes are (off, size) when it is in the frame.
             off = np.int64(-1)
             size = np.int64(0)
-            if field == F_VLAN:
-                present = l2type in (_L2_VLAN, _L2_QINQ)
-            elif field == F_IP:
-                present = is4 or is6
-            elif field == F_IPV4:
-                present = is4
-            elif field == F_IPV6:
-                present = is6
-            elif field == F_TCP:
-                present = l4type == _L4_TCP
-            elif field == F_UDP:
-                present = l4type == _L4_UDP
-            elif field == F_ICMP:
-                present = l4type == _L4_ICMP
-            elif field == F_SCTP:
-                present = l4type == _L4_SCTP
-            elif field == F_FRAG:
-                present = l4type == _L4_FRAG
-            elif field == F_ETH_DST:
-                off, size = np.int64(0), np.int64(6)
-            elif field == F_ETH_SRC:
-                off, size = np.int64(6), np.int64(6)
-            elif field == F_ETH_TYPE:
-                if l2type != 0 and l2 >= 14:
-                    off, size = l2 - 2, np.int64(2)
-            elif field == F_VLAN_ID:
-                if l2type in (_L2_VLAN, _L2_QINQ):
+            # Grouped by layer, so a field costs a few comparisons, not one per field.
+            if field < F_ETH_DST:  # presence
+                if field == F_VLAN:
+                    present = l2type in (_L2_VLAN, _L2_QINQ)
+                elif field == F_IP:
+                    present = is4 or is6
+                elif field == F_IPV4:
+                    present = is4
+                elif field == F_IPV6:
+                    present = is6
+                elif field == F_TCP:
+                    present = l4type == _L4_TCP
+                elif field == F_UDP:
+                    present = l4type == _L4_UDP
+                elif field == F_ICMP:
+                    present = l4type == _L4_ICMP
+                elif field == F_SCTP:
+                    present = l4type == _L4_SCTP
+                else:
+                    present = l4type == _L4_FRAG
+            elif field < F_IPV4_SRC:  # L2
+                if field == F_ETH_DST:
+                    off, size = np.int64(0), np.int64(6)
+                elif field == F_ETH_SRC:
+                    off, size = np.int64(6), np.int64(6)
+                elif field == F_ETH_TYPE:
+                    if l2type != 0 and l2 >= 14:
+                        off, size = l2 - 2, np.int64(2)
+                elif l2type in (_L2_VLAN, _L2_QINQ):  # F_VLAN_ID
                     off, size = np.int64(14), np.int64(2)
-            elif field == F_IPV4_SRC:
-                if is4:
-                    off, size = l2 + 12, np.int64(4)
-            elif field == F_IPV4_DST:
-                if is4:
-                    off, size = l2 + 16, np.int64(4)
-            elif field == F_IP_PROTO:
-                if is4:
-                    off, size = l2 + 9, np.int64(1)
-                elif is6:
-                    if l4type == _L4_TCP:
-                        present, v = True, np.uint64(6)
-                    elif l4type == _L4_UDP:
-                        present, v = True, np.uint64(17)
-                    elif l4type == _L4_SCTP:
-                        present, v = True, np.uint64(132)
-                    elif l4type == _L4_ICMP:
-                        present, v = True, np.uint64(58)
-                    elif l4type == _L4_FRAG:
-                        present, v = True, np.uint64(44)
-                    else:
-                        off, size = l2 + 6, np.int64(1)
-            elif field == F_IP_TTL:
-                if is4:
+            elif field < F_TCP_SPORT:  # L3
+                if field == F_IPV4_SRC:
+                    if is4:
+                        off, size = l2 + 12, np.int64(4)
+                elif field == F_IPV4_DST:
+                    if is4:
+                        off, size = l2 + 16, np.int64(4)
+                elif field == F_IP_PROTO:
+                    if is4:
+                        off, size = l2 + 9, np.int64(1)
+                    elif is6:
+                        if l4type == _L4_TCP:
+                            present, v = True, np.uint64(6)
+                        elif l4type == _L4_UDP:
+                            present, v = True, np.uint64(17)
+                        elif l4type == _L4_SCTP:
+                            present, v = True, np.uint64(132)
+                        elif l4type == _L4_ICMP:
+                            present, v = True, np.uint64(58)
+                        elif l4type == _L4_FRAG:
+                            present, v = True, np.uint64(44)
+                        else:
+                            off, size = l2 + 6, np.int64(1)
+                elif is4:  # F_IP_TTL
                     off, size = l2 + 8, np.int64(1)
                 elif is6:
                     off, size = l2 + 7, np.int64(1)
-            elif field in (F_TCP_SPORT, F_TCP_DPORT, F_TCP_FLAGS):
-                if l4type == _L4_TCP:
-                    if field == F_TCP_FLAGS:
-                        off, size = at4 + 13, np.int64(1)
-                    else:
-                        off, size = at4 + 2 * (field - F_TCP_SPORT), np.int64(2)
-            elif field in (F_UDP_SPORT, F_UDP_DPORT):
-                if l4type == _L4_UDP:
+            elif field < F_PKT_LEN:  # L4
+                if field <= F_TCP_FLAGS:
+                    if l4type == _L4_TCP:
+                        if field == F_TCP_FLAGS:
+                            off, size = at4 + 13, np.int64(1)
+                        else:
+                            off, size = at4 + 2 * (field - F_TCP_SPORT), np.int64(2)
+                elif l4type == _L4_UDP:
                     off, size = at4 + 2 * (field - F_UDP_SPORT), np.int64(2)
             elif field == F_PKT_LEN:
                 present, v = True, np.uint64(words[m, H_PKT_LEN])
-            elif (field in (F_IPV6_SRC, F_IPV6_DST)) and is6:
-                off = l2 + 8 + 16 * (field - F_IPV6_SRC)
-                if off + 16 <= limit:
+            elif is6:  # F_IPV6_SRC, F_IPV6_DST
+                at6 = l2 + 8 + 16 * (field - F_IPV6_SRC)
+                if at6 + 16 <= limit:
                     present = True
-                    hi = _be(data, b + off, 8)
-                    v = _be(data, b + off + 8, 8)
-                off = np.int64(-1)
+                    hi = _be(data, b + at6, 8)
+                    v = _be(data, b + at6 + 8, 8)
             if off >= 0 and off + size <= limit:
                 present = True
                 v = _be(data, b + off, size)
@@ -248,15 +250,15 @@ def filter_burst(words, data, stride, handles, n, prog, consts, scratch, nbytes)
                 v &= np.uint64(0xFFF)
             result = present
             if op == OP_TEST and present:
-                cmp = prog[s, 2]
-                c = prog[s, 3]
+                cmp = prog[r, 2]
+                c = np.uint64(prog[r, 3])
                 if field >= F_IPV6_SRC:
                     if cmp == CMP_MASKEQ:
-                        result = (hi & consts[c + 2]) == consts[c] and (
-                            v & consts[c + 3]
-                        ) == consts[c + 1]
+                        result = (hi & consts[c + np.uint64(2)]) == consts[c] and (
+                            v & consts[c + np.uint64(3)]
+                        ) == consts[c + np.uint64(1)]
                     else:
-                        result = hi == consts[c] and v == consts[c + 1]
+                        result = hi == consts[c] and v == consts[c + np.uint64(1)]
                         if cmp == CMP_NE:
                             result = not result
                 elif cmp == CMP_EQ:
@@ -272,8 +274,8 @@ def filter_burst(words, data, stride, handles, n, prog, consts, scratch, nbytes)
                 elif cmp == CMP_GE:
                     result = v >= consts[c]
                 else:
-                    result = (v & consts[c + 1]) == consts[c]
-            stack[sp] = result
+                    result = (v & consts[c + np.uint64(1)]) == consts[c]
+            stack[np.uint64(sp)] = result
             sp += 1
         if stack[0]:
             handles[accepted] = h
