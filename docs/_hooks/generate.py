@@ -210,6 +210,8 @@ def builtin_stages() -> str:
         if details and modules.count(cls.__module__) == 1 and not details[0].endswith(":"):
             out += [details[0].replace("\n", " "), ""]
         outputs = ", ".join(f"`{o}`" for o in cls.outputs) or "none (a sink)"
+        if "outputs_for" in vars(cls):  # outputs may depend on options: the summary says
+            outputs += " (with the default options)"
         out += [f"- class: `{path}` ({kind})", f"- outputs: {outputs}"]
         options = _options(cls)
         if not options:
