@@ -96,6 +96,12 @@ class PcapSource(pktflow.Source):
     recorded ones (ns), shifted by the file's span on later loops. A
     damaged record ends the replay with an error naming its byte offset,
     after every packet before it was delivered.
+
+    Options:
+        path: The capture file, pcap or pcapng (read by mmap; indexed when built).
+        loop: How many times to replay the file; 0: forever.
+        timing: ``fast`` (as fast as the pipeline takes them) or ``recorded``
+            (at the gaps between the recorded timestamps).
     """
 
     def __init__(
@@ -173,7 +179,13 @@ class PcapSource(pktflow.Source):
 
 
 class PcapSink(pktflow.Stage):
-    """Writes every packet it gets to ``path`` (pcap or pcapng, ns timestamps), then frees it."""
+    """Writes every packet it gets to ``path`` (pcap or pcapng, ns timestamps), then frees it.
+
+    Options:
+        path: The file to write (replaced if it exists).
+        format: ``pcap`` (nanosecond magic) or ``pcapng`` (one interface, if_tsresol 9).
+        snaplen: Bytes kept of each packet; the record still says its full length.
+    """
 
     outputs = ()
     keeps_lengths = True
