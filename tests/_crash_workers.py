@@ -36,19 +36,25 @@ def producer(ring_name: str, flags_path: str, index: int, count: int, burst: int
     ring.close()
 
 
-def consumer(ring_name: str, flags_path: str, index: int, seen_path: str, total: int) -> None:
-    """Dequeue bursts until told to drain and the ring is empty; count each handle seen."""
+def consumer(ring_name: str, flags_path: str, index: int, record_path: str, total: int) -> None:
+    """Dequeue bursts until told to drain and the ring is empty; append each handle to a record.
+
+    Record: word 0 counts the handles after it (written after them). A plain
+    copy per burst keeps the consumer faster than the producers, so the ring
+    is seldom full and a kill often lands inside a transfer.
+    """
     ring = pktflow.Ring.lookup(ring_name)
     flags = _flags(flags_path)
-    seen = np.memmap(seen_path, dtype=np.uint8, mode="r+", shape=(total,))
+    record = np.memmap(record_path, dtype=np.uint32, mode="r+", shape=(total + 1,))
     flags[_READY + index] = 1
-    out = np.empty(4096, dtype=np.uint32)
+    out = np.empty(1 << 16, dtype=np.uint32)
+    seen = 0
     while True:
         got = ring.dequeue_burst(out, len(out))
         if got:
-            if int(out[:got].max()) >= total:
-                raise AssertionError(f"a handle that nobody sent: {int(out[:got].max())}")
-            seen[out[:got]] += 1
+            record[1 + seen : 1 + seen + got] = out[:got]
+            seen += got
+            record[0] = seen
         elif flags[_DRAIN] and ring.count() == 0:
             break
     ring.close()
@@ -125,9 +131,9 @@ def ring_kill_scenario(tmp: str, name: str, victim: str, delay: float) -> dict: 
     flags = _flags(flags_path)
     seen_paths = []
     for i in range(2):
-        path = os.path.join(tmp, f"{name}.seen{i}")
+        path = os.path.join(tmp, f"{name}.rec{i}")
         with open(path, "wb") as f:
-            f.truncate(total)
+            f.truncate(4 * (total + 1))  # sparse: only what is written takes room
         seen_paths.append(path)
     ring = pktflow.Ring(name, 1 << 17, backend="hugepage")
     try:
@@ -135,7 +141,10 @@ def ring_kill_scenario(tmp: str, name: str, victim: str, delay: float) -> dict: 
         producers = [_spawn(producer, name, flags_path, i, count, burst) for i in range(2)]
         everyone = consumers + producers
         _wait_ready(flags, 4, everyone)
-        time.sleep(delay)
+        deadline = time.monotonic() + 30
+        while not (flags[_SENT] and flags[_SENT + 1]) and time.monotonic() < deadline:
+            time.sleep(0.001)  # both producers are sending: the kill lands mid-run
+        time.sleep(min(delay, 0.15))
         killed = (producers if victim == "producer" else consumers)[1]
         os.kill(killed.pid, signal.SIGKILL)
         killed.join(10)
@@ -146,8 +155,13 @@ def ring_kill_scenario(tmp: str, name: str, victim: str, delay: float) -> dict: 
         hung += _join([c for c in consumers if c is not killed], 60)
         seen = np.zeros(total, dtype=np.uint8)
         for path in seen_paths:
-            seen += np.fromfile(path, dtype=np.uint8)
+            record = np.memmap(path, dtype=np.uint32, mode="r")
+            got = np.array(record[1 : 1 + int(record[0])])
+            del record
             os.unlink(path)
+            if got.size and int(got.max()) >= total:
+                raise AssertionError(f"a handle that nobody sent: {int(got.max())}")
+            np.add.at(seen, got, 1)
         return {
             "hung": hung,
             "killed_exit": killed.exitcode,
