@@ -239,3 +239,56 @@ def check_pool_result(result: dict) -> None:  # type: ignore[type-arg]
     assert int(free.max(initial=0)) < result["n"]
     # Only what the dead worker held (one burst) or had reserved (one more) is gone.
     assert free.size >= result["n"] - 2 * result["burst"], free.size
+
+
+def churn(ring_name: str, flags_path: str, burst: int) -> None:
+    """The issue's reproducer: loop enqueue_burst / dequeue_burst of ``burst`` handles."""
+    ring = pktflow.Ring.lookup(ring_name)
+    flags = _flags(flags_path)
+    handles = np.arange(burst, dtype=np.uint32)
+    out = np.empty(burst, dtype=np.uint32)
+    flags[_READY] = 1
+    while True:
+        ring.enqueue_burst(handles, burst)
+        ring.dequeue_burst(out, burst)
+
+
+def churn_kill_scenario(tmp: str, name: str, delay: float) -> dict:  # type: ignore[type-arg]
+    """The issue's reproducer: a creator holds a 2**20 hugepage ring, a child churns
+    bursts of 65,536 through it and is SIGKILLed; then the creator's enqueue(5)."""
+    import signal
+    import time
+
+    flags_path = os.path.join(tmp, f"{name}.flags")
+    np.zeros(8, dtype=np.uint32).tofile(flags_path)
+    flags = _flags(flags_path)
+    with pktflow.Ring(name, 1 << 20, backend="hugepage") as ring:
+        child = _spawn(churn, name, flags_path, 1 << 16)
+        _wait_ready(flags, 1, [child])
+        time.sleep(delay)
+        os.kill(child.pid, signal.SIGKILL)
+        child.join(10)
+        started = time.monotonic()
+        enqueued = ring.enqueue(5)
+        out = np.empty(1 << 20, dtype=np.uint32)
+        got = ring.dequeue_burst(out)
+        return {
+            "killed_exit": child.exitcode,
+            "enqueued": enqueued,
+            "seconds": time.monotonic() - started,
+            "received": out[:got].copy(),
+            "repairs": ring.repairs,
+            "left": ring.count(),
+        }
+
+
+def check_churn_result(result: dict) -> None:  # type: ignore[type-arg]
+    assert result["killed_exit"] == -9
+    assert result["enqueued"]
+    assert result["seconds"] < 2.0, f"the survivor waited {result['seconds']:.2f} s"
+    received = result["received"]
+    assert int((received == 5).sum()) == 1  # ours, once
+    # The child's handles are 0..65535: each at most once, never a hole value.
+    values, counts = np.unique(received, return_counts=True)
+    assert (counts == 1).all() and int(values.max()) < 1 << 16
+    assert result["left"] == 0

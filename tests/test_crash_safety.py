@@ -16,8 +16,10 @@ import time
 import numpy as np
 import pytest
 from _crash_workers import (
+    check_churn_result,
     check_pool_result,
     check_ring_result,
+    churn_kill_scenario,
     pool_kill_scenario,
     ring_kill_scenario,
 )
@@ -232,6 +234,15 @@ def test_a_corrupt_mbuf_next_is_an_error() -> None:
 def test_sigkill_on_an_mpmc_ring(tmp_path, victim: str) -> None:  # type: ignore[no-untyped-def]
     result = ring_kill_scenario(str(tmp_path), f"kill_{victim}", victim, 0.15)
     check_ring_result(result, victim)
+
+
+def test_the_issues_reproducer_no_longer_hangs(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    repairs = 0
+    for round_ in range(3):
+        result = churn_kill_scenario(str(tmp_path), f"churn{round_}", 0.05 + 0.05 * round_)
+        check_churn_result(result)
+        repairs += result["repairs"]
+    assert repairs >= 1  # a kill lands inside a 65,536-handle transfer nearly every time
 
 
 def test_sigkill_on_a_mempool(tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -18,8 +18,10 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from _crash_workers import (
+    check_churn_result,
     check_pool_result,
     check_ring_result,
+    churn_kill_scenario,
     pool_kill_scenario,
     ring_kill_scenario,
 )
@@ -43,3 +45,13 @@ def test_sigkill_loop_on_a_mempool(tmp_path) -> None:  # type: ignore[no-untyped
         check_pool_result(
             pool_kill_scenario(str(tmp_path), f"ploop{round_}", rng.uniform(0.02, 0.4))
         )
+
+
+def test_sigkill_loop_on_the_issues_reproducer(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    rng = random.Random(13)
+    repairs = 0
+    for round_ in range(ROUNDS):
+        result = churn_kill_scenario(str(tmp_path), f"cloop{round_}", rng.uniform(0.02, 0.3))
+        check_churn_result(result)
+        repairs += result["repairs"]
+    assert repairs >= ROUNDS // 2, repairs
