@@ -381,3 +381,39 @@ def test_mbufs_and_headers_of_a_closed_pool_raise_closed_error() -> None:
     ):
         with pytest.raises(pktflow.ClosedError):
             touch()
+
+
+def test_ctrl_c_interrupts_a_stalled_transfer() -> None:
+    import signal
+
+    script = """
+import sys, numpy as np, pktflow
+from pktflow.backends._numba import _layout as L
+from pktflow.backends._numba._atomics import owner_token_value
+ring = pktflow.Ring("ctrlc", 64, backend="numba")
+state = ring.state
+token = owner_token_value()
+rec = int(state[L.W_PROD_REC])
+state[rec + L.R_LEN] = 4 | L.R_COPIED
+state[rec + L.R_PID] = token & 0xFFFFFFFF
+state[rec + L.R_STIME] = token >> 32
+state[rec + L.R_START] = 0
+state[L.W_PROD_HEAD] = 4  # a live owner's reservation that never publishes
+print("waiting", flush=True)
+try:
+    ring.enqueue_burst(np.arange(8, dtype=np.uint32), 8)
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+    sys.exit(3)
+"""
+    with subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True
+    ) as proc:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "waiting"
+        time.sleep(0.3)  # inside the stalled transfer by now
+        started = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(10) == 3
+        assert time.monotonic() - started < 1.0
+        assert proc.stdout.read().strip() == "interrupted"
