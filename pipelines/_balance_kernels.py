@@ -26,7 +26,9 @@ from pktflow._mbuf_layout import (
     H_TX_OFFLOAD,
     P_POOL_ID,
 )
-from pktflow.abc import ERR_COUNT, ERR_FOREIGN
+from pktflow.abc import ERR_COUNT
+
+from ._burst_checks import check_burst
 
 __all__ = ["MBUF_F_RX_RSS_HASH", "SYMMETRIC_RSS_KEY", "TABLE", "balance_burst", "toeplitz"]
 
@@ -100,12 +102,12 @@ def balance_burst(words, data, stride, handles, n, ways, table, scratch, counts)
     Returns 0, ``ERR_COUNT`` (n outside 0..len(handles), or scratch or
     counts too short) or ``ERR_FOREIGN`` (a handle not below pool_n).
     """
-    if n < 0 or n > handles.shape[0] or scratch.shape[0] < 2 * n or counts.shape[0] < 2 * ways:
+    checked = check_burst(words, handles, n)
+    if checked:
+        return checked
+    if scratch.shape[0] < 2 * n or counts.shape[0] < 2 * ways:
         return ERR_COUNT
     pool_n = np.int64(words.shape[0]) - 1
-    for i in range(n):
-        if np.int64(handles[i]) >= pool_n:
-            return ERR_FOREIGN
     pool_id = words[pool_n, P_POOL_ID]
     data_size = np.int64(data.shape[0])
     for w in range(2 * ways):

@@ -26,7 +26,9 @@ from pktflow._mbuf_layout import (
     H_TX_OFFLOAD,
     P_POOL_ID,
 )
-from pktflow.abc import ERR_COUNT, ERR_FOREIGN
+from pktflow.abc import ERR_COUNT
+
+from ._burst_checks import check_burst
 
 __all__ = ["filter_burst"]
 
@@ -115,12 +117,12 @@ def filter_burst(words, data, stride, handles, n, prog, consts, scratch, nbytes)
     pkt_len) accepted and rejected, so the runtime need not count them again.
     A clone of another pool's buffer has only its header fields (pkt_len).
     """
-    if n < 0 or n > handles.shape[0] or scratch.shape[0] < n or nbytes.shape[0] < 2:
+    checked = check_burst(words, handles, n)
+    if checked:
+        return checked
+    if scratch.shape[0] < n or nbytes.shape[0] < 2:
         return ERR_COUNT
     pool_n = np.int64(words.shape[0]) - 1
-    for i in range(n):
-        if np.int64(handles[i]) >= pool_n:
-            return ERR_FOREIGN
     pool_id = words[pool_n, P_POOL_ID]
     data_size = np.int64(data.shape[0])
     steps = prog.shape[0]

@@ -6,7 +6,8 @@ import numpy as np
 from numba import njit
 
 from pktflow._mbuf_layout import H_BUF, H_DATA, H_DIRECT, H_DIRECT_POOL, P_POOL_ID
-from pktflow.abc import ERR_COUNT, ERR_FOREIGN
+
+from ._burst_checks import check_burst
 
 __all__ = ["MODE_SET_DST", "MODE_SET_SRC", "MODE_SWAP", "l2fwd_burst"]
 
@@ -27,12 +28,10 @@ def l2fwd_burst(words, data, stride, handles, n, mode, macs):
     it is. ``ERR_COUNT`` for ``n`` outside ``0..len(handles)``,
     ``ERR_FOREIGN`` for a handle not below pool_n, touching nothing.
     """
-    if n < 0 or n > handles.shape[0]:
-        return ERR_COUNT
+    checked = check_burst(words, handles, n)
+    if checked:
+        return checked
     pool_n = np.int64(words.shape[0]) - 1
-    for i in range(n):
-        if np.int64(handles[i]) >= pool_n:
-            return ERR_FOREIGN
     pool_id = words[pool_n, P_POOL_ID]
     data_size = np.int64(data.shape[0])
     done = np.int64(0)

@@ -50,7 +50,8 @@ from pktflow._mbuf_layout import (
     H_TX_OFFLOAD,
     P_POOL_ID,
 )
-from pktflow.abc import ERR_COUNT, ERR_FOREIGN
+
+from ._burst_checks import check_burst
 
 __all__ = [
     "IPV6_MAX_EXT_HEADERS",
@@ -164,12 +165,10 @@ def parse_burst(words, data, stride, handles, n):
     The partition moves each valid handle past the invalid ones before it
     (no scratch memory): free when all are valid, at worst n * n / 4 moves.
     """
-    if n < 0 or n > handles.shape[0]:
-        return ERR_COUNT
+    checked = check_burst(words, handles, n)
+    if checked:
+        return checked
     pool_n = np.int64(words.shape[0]) - 1
-    for i in range(n):
-        if np.int64(handles[i]) >= pool_n:
-            return ERR_FOREIGN
     pool_id = words[pool_n, P_POOL_ID]
     data_size = np.int64(data.shape[0])
     valid = np.int64(0)
