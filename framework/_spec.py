@@ -82,7 +82,7 @@ class RuntimeSpec(_Spec, frozen=True):
         Poll,
         _about(
             "How an idle source waits: busy (spin), adaptive (spin briefly, then sleep with "
-            "a growing pause up to about 1 ms) or interrupt (sleep at once)."
+            "a growing pause up to about 1 ms) or interrupt (sleep at once, up to 10 ms)."
         ),
     ] = "adaptive"
     hugepages: Annotated[
