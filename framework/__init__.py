@@ -45,7 +45,7 @@ from ._mbuf import (
     pktmbuf_pool_create,
     socket_id,
 )
-from ._memory import Zone, ZoneInfo, cleanup_zones, hugepage_info, list_zones
+from ._memory import Zone, ZoneInfo, ZoneSpaceError, cleanup_zones, hugepage_info, list_zones
 from ._mempool import MEMPOOL_F_NO_CACHE_ALIGN, BoundMempool, Mempool
 from ._pipeline import Pipeline, Stats
 from ._registry import (
@@ -113,6 +113,7 @@ __all__ = [
     "RingStalledError",
     "Zone",
     "ZoneInfo",
+    "ZoneSpaceError",
     "available_backends",
     "backend_names",
     "backend_unavailable_reason",
