@@ -32,6 +32,8 @@ _BUILTIN: dict[str, str] = {
     "tap": "pktflow.pipelines.tap:Tap",
     "pcap_source": "pktflow.pipelines.pcap:PcapSource",
     "pcap_sink": "pktflow.pipelines.pcap:PcapSink",
+    "udp_source": "pktflow.pipelines.udp:UdpSource",
+    "udp_sink": "pktflow.pipelines.udp:UdpSink",
 }
 
 
