@@ -2,8 +2,9 @@
 
 The source receives with ``recvfrom_into`` into the buffers of mbufs it
 allocated (a memoryview of the buffer, never a ``bytes`` per datagram) on
-a non-blocking socket; an idle socket is polled again after the runtime's
-back-off. The sender's IPv4 address and port go into the mbuf's private
+a non-blocking socket; when nothing is waiting it sleeps on the socket
+through the event loop (at most 50 ms, so the lcore's other sources and a
+stop go on). The sender's IPv4 address and port go into the mbuf's private
 area (the mempool needs ``priv_size >= 8``), where ``udp_sink`` with
 ``reply: true`` finds them.
 
@@ -17,6 +18,7 @@ Usage (YAML)::
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import struct
 
@@ -25,6 +27,7 @@ import pktflow
 __all__ = ["UdpSink", "UdpSource"]
 
 SENDER = struct.Struct("<4sH2x")  # IPv4 address (network order), port: 8 bytes of priv
+WAIT_S = 0.05  # the longest an idle source waits on its socket before the walk goes on
 
 
 def _address(text: str, option: str) -> tuple[str, int]:
@@ -83,7 +86,28 @@ class UdpSource(pktflow.Source):
         """The port bound (useful with port 0)."""
         return int(self.sock.getsockname()[1])
 
-    def poll(self, burst: pktflow.Burst) -> int:
+    async def poll(self, burst: pktflow.Burst) -> int:
+        k = self._receive(burst)
+        if k == 0:  # nothing waiting: sleep on the socket (the event loop's reader)
+            await self._readable()
+            k = self._receive(burst)
+        return k
+
+    async def _readable(self) -> None:
+        """Until the socket has a datagram, at most ``WAIT_S`` (so a stop is seen)."""
+        loop = asyncio.get_running_loop()
+        ready = loop.create_future()
+        fd = self.sock.fileno()
+        loop.add_reader(fd, lambda: ready.done() or ready.set_result(None))
+        try:
+            await asyncio.wait_for(ready, WAIT_S)
+        except TimeoutError:
+            pass
+        finally:
+            loop.remove_reader(fd)
+
+    def _receive(self, burst: pktflow.Burst) -> int:
+        """Receive what is waiting, up to a burst, into freshly allocated mbufs."""
         pool = self.ctx.pool
         array = burst.array
         if pool.alloc_bulk(array, burst.capacity) == 0:
