@@ -45,6 +45,7 @@ __all__ = [
     "EdgeSpec",
     "InputRef",
     "MempoolSpec",
+    "MetricsSpec",
     "PipelineSpec",
     "RuntimeSpec",
     "StageSpec",
@@ -70,6 +71,18 @@ class _Spec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=Tru
 def _about(text: str, **constraints: Any) -> msgspec.Meta:
     """A field's constraints and its meaning (the docs' YAML reference reads it)."""
     return msgspec.Meta(description=text, **constraints)
+
+
+class MetricsSpec(_Spec, frozen=True):
+    """``runtime.metrics:``: where the pipeline's counters are served."""
+
+    prometheus: Annotated[
+        str | None,
+        _about(
+            'Serve per-stage, per-edge and per-mempool counters in the Prometheus text format '
+            'at "host:port" (needs the metrics extra: prometheus-client); null: off.'
+        ),
+    ] = None
 
 
 class RuntimeSpec(_Spec, frozen=True):
@@ -103,6 +116,9 @@ class RuntimeSpec(_Spec, frozen=True):
         int,
         _about("Bursts between yields to the event loop (stats, stop and other tasks run).", ge=1),
     ] = 64
+    metrics: Annotated[
+        MetricsSpec | None, _about("Where counters are served (the keys under metrics: below).")
+    ] = None
 
 
 class MempoolSpec(_Spec, frozen=True):

@@ -120,6 +120,7 @@ def _sections() -> list[tuple[str, type[msgspec.Struct], str]]:
             "the stage type's own options (see [the built-in stages](stages.md#built-in-stages)).",
         ),
         ("edge:", _spec.EdgeSpec, "Under a stage's `edge:`: its input edges."),
+        ("metrics:", _spec.MetricsSpec, "Under `runtime:`: where the counters are served."),
         (
             "cluster:",
             _spec.ClusterSpec,
