@@ -79,7 +79,7 @@ class MetricsSpec(_Spec, frozen=True):
     prometheus: Annotated[
         str | None,
         _about(
-            'Serve per-stage, per-edge and per-mempool counters in the Prometheus text format '
+            "Serve per-stage, per-edge and per-mempool counters in the Prometheus text format "
             'at "host:port" (needs the metrics extra: prometheus-client); null: off.'
         ),
     ] = None
