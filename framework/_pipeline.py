@@ -26,7 +26,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -36,6 +36,11 @@ from ._mbuf import PKTMBUF_HEADROOM, PktmbufPool, pktmbuf_pool_create
 from ._ring import Ring
 from ._spec import PipelineSpec, StageSpec, load_spec_dict, load_spec_file, load_spec_text
 from ._stage import Burst, Outlet, Source, Stage, StageContext
+
+
+class Closeable(Protocol):
+    def close(self) -> None: ...
+
 
 if TYPE_CHECKING:  # the walk (and its kernels) load when a pipeline is built
     from ._walk import Inlet, RingEdge, Walk
@@ -96,6 +101,7 @@ class Pipeline:
         self._final: Stats | None = None
         self._registered_lcore = False
         self._started_stages: list[Stage] = []
+        self._metrics: Closeable | None = None
 
     # -- construction ----------------------------------------------------------
 
@@ -166,6 +172,11 @@ class Pipeline:
         self._task = asyncio.get_running_loop().create_task(
             self._walk.run(count), name=f"pktflow {self.name} lcore 0"
         )
+        metrics = self.spec.runtime.metrics
+        if metrics is not None and metrics.prometheus is not None:
+            from ._metrics import serve_metrics  # needs the metrics extra
+
+            self._metrics = serve_metrics(self, metrics.prometheus)
 
     def request_stop(self) -> None:
         """Ask the sources to stop (safe from a signal handler); ``stop()`` waits for the end.
@@ -405,6 +416,9 @@ class Pipeline:
             self._walk.failure = stop_error
 
     async def _teardown(self) -> None:
+        if self._metrics is not None:
+            self._metrics.close()
+            self._metrics = None
         for edge in self._edges.values():
             if edge is not None:
                 edge.ring.close()
