@@ -30,20 +30,26 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from ._affinity import lcore_cpus, pin
+from ._control import STAGE_FIELDS, Control
 from ._errors import ConfigError, PipelineError
 from ._lcore import LCORE_ID_ANY, lcore_id, register_lcore, unregister_lcore
 from ._mbuf import PKTMBUF_HEADROOM, PktmbufPool, pktmbuf_pool_create
+from ._placement import Link, Placement
+from ._registry import get_backend
 from ._ring import Ring
-from ._spec import PipelineSpec, StageSpec, load_spec_dict, load_spec_file, load_spec_text
-from ._stage import Burst, Outlet, Source, Stage, StageContext
+from ._spec import PipelineSpec, load_spec_dict, load_spec_file, load_spec_text
+from ._stage import Stage
+
+if TYPE_CHECKING:  # the walk (and its kernels) load when a pipeline is built
+    from ._lcore_graph import LcoreGraph
+    from ._lcores import WorkerLcores
+    from ._walk import Walk
 
 
 class Closeable(Protocol):
     def close(self) -> None: ...
 
-
-if TYPE_CHECKING:  # the walk (and its kernels) load when a pipeline is built
-    from ._walk import Inlet, RingEdge, Walk
 
 __all__ = ["Pipeline", "Stats"]
 
@@ -94,13 +100,19 @@ class Pipeline:
         self.name = spec.name
         self._state = "new"  # -> running -> ended
         self._pools: dict[str, PktmbufPool] = {}
+        self._rings: dict[int, Ring] = {}  # by Link.index
+        self._plan: Placement | None = None
+        self._control: Control | None = None
+        self._graph: LcoreGraph | None = None  # lcore 0's part
+        self._workers: WorkerLcores | None = None  # the other lcores
         self._stages: dict[str, Stage] = {}
-        self._edges: dict[str, RingEdge | None] = {}
         self._walk: Walk | None = None
         self._task: asyncio.Task[None] | None = None
         self._final: Stats | None = None
+        self._count: int | None = None
+        self._own_count: int | None = None
+        self._pinned_from: set[int] | None = None
         self._registered_lcore = False
-        self._started_stages: list[Stage] = []
         self._metrics: Closeable | None = None
 
     # -- construction ----------------------------------------------------------
@@ -161,16 +173,22 @@ class Pipeline:
         if self._state != "new":
             raise PipelineError(f"pipeline {self.name!r} runs once; build a new one to run again")
         self._state = "running"
+        self._count = count
         try:
             self._build()
-            await self._start_stages()
+            assert self._graph is not None
+            await self._graph.start_stages()
+            if self._workers is not None:
+                await self._workers.wait_ready()
+                self._workers.go()
         except BaseException:
+            if self._graph is not None:
+                await self._graph.stop_stages()
             await self._teardown()
             self._state = "ended"
             raise
-        assert self._walk is not None
         self._task = asyncio.get_running_loop().create_task(
-            self._walk.run(count), name=f"pktflow {self.name} lcore 0"
+            self._run_lcores(), name=f"pktflow {self.name} lcore 0"
         )
         metrics = self.spec.runtime.metrics
         if metrics is not None and metrics.prometheus is not None:
@@ -185,6 +203,8 @@ class Pipeline:
         """
         if self._walk is not None:
             self._walk.request_stop()
+        if self._workers is not None:
+            self._workers.request_stop()
 
     async def wait(self, timeout: float | None = None) -> bool:
         """Wait until the walk ends (sources exhausted, or stopped), at most ``timeout`` s.
@@ -245,7 +265,7 @@ class Pipeline:
 
     @property
     def running(self) -> bool:
-        """Whether the walk is still going."""
+        """Whether the pipeline's lcores are still going."""
         return self._task is not None and not self._task.done()
 
     async def __aenter__(self) -> Pipeline:
@@ -258,9 +278,12 @@ class Pipeline:
     # -- building ----------------------------------------------------------------
 
     def _build(self) -> None:
-        from ._walk import Walk
+        from ._lcore_graph import LcoreGraph
+        from ._lcore_main import LcoreJob
+        from ._lcores import WorkerLcores
 
         spec = self.spec
+        plan = self._plan = Placement(spec)
         if lcore_id() == LCORE_ID_ANY:
             register_lcore()
             self._registered_lcore = True
@@ -272,158 +295,115 @@ class Pipeline:
                 pool.cache_size,
                 pool.priv_size,
                 pool.data_room + PKTMBUF_HEADROOM,
-                backend=pool.backend,
+                backend=self._pool_backend(name, pool.backend),
                 hugepages=pool.hugepages or spec.runtime.hugepages,
             )
-        for name, stage_spec in spec.stages.items():
-            self._stages[name] = self._make_stage(stage_spec)
-        walk = Walk(0, [], [], spec.runtime)
-        inlets = self._wire(walk, tag)
-        walk.has_async = any(inlet.async_queue is not None for inlet in inlets)
-        self._walk = walk
-
-    def _make_stage(self, spec: StageSpec) -> Stage:
-        ctx = StageContext(
-            spec.name,
-            lcore=spec.lcore,
-            pool=self._pools[spec.pool],
-            pools=dict(self._pools),
-            burst_size=spec.burst,
-            options=spec.options,
-        )
-        try:
-            stage = spec.cls(ctx, **spec.options)
-        except Exception as exc:
-            options = ", ".join(f"{k}={v!r}" for k, v in spec.options.items())
-            raise ConfigError(
-                f"{spec.cls.__name__}({options}) failed: {exc}",
-                file=self.spec.file,
-                line=self.spec.lines.get(("stages", spec.name)),
-                key=f"stages.{spec.name}",
-            ) from exc
-        if not isinstance(stage, Stage) or not hasattr(stage, "_outlets"):
-            raise ConfigError(
-                f"{spec.cls.__name__}.__init__ must call super().__init__(ctx)",
-                file=self.spec.file,
-                key=f"stages.{spec.name}",
+        control_name = f"{tag}-control"
+        self._control = Control.create(control_name, plan) if plan.multi else Control.private(plan)
+        for link in plan.ring_links:
+            self._rings[link.index] = Ring(
+                link.ring_name(tag), link.size, flags=link.flags, backend=self._ring_backend(link)
             )
-        return stage
+        cpus = lcore_cpus(max(plan.lcores) + 1, spec.runtime.cpus) if plan.multi else []
+        shares = _count_shares(plan, self._count)
+        jobs = [
+            LcoreJob.portable(
+                spec,
+                lcore=lcore,
+                cpu=cpus[lcore],
+                pools={name: pool.name for name, pool in self._pools.items()},
+                tag=tag,
+                control=control_name,
+                count=shares.get(lcore),
+            )
+            for lcore in plan.lcores
+            if lcore != 0
+        ]
+        if jobs:
+            self._workers = WorkerLcores(spec.name, plan, jobs, on_death=self._on_death)
+        if plan.multi:
+            self._pinned_from = os.sched_getaffinity(0)
+            pin(cpus[0])
+        self._graph = LcoreGraph(plan, 0, self._pools, self._rings, self._control)
+        self._stages = self._graph.stages
+        self._walk = self._graph.walk
+        self._own_count = shares.get(0)
 
-    def _wire(self, walk: Walk, tag: str) -> list[Inlet]:
-        """Give every output its outlet and every source its run; the inlets made."""
-        from ._walk import Inlet, RingEdge, SourceRun
+    def _pool_backend(self, name: str, backend: str | None) -> str | None:
+        """The pool's backend: a shared one when stages run on several lcores."""
+        if not self._plan.multi:
+            return backend
+        if backend is None:
+            return "hugepage"
+        if not get_backend(backend).shared:
+            raise ConfigError(
+                f"stages run on lcores {self._plan.lcores}: the pool must be shared, and "
+                f"backend {backend!r} is not (use hugepage, or leave backend out)",
+                file=self.spec.file,
+                line=self.spec.lines.get(("mempools", name, "backend")),
+                key=f"mempools.{name}.backend",
+            )
+        return backend
 
-        spec = self.spec
-        inlets: list[Inlet] = []
-        ring_feeds: dict[str, list[RingEdge]] = {name: [] for name in spec.stages}
-        for name, stage_spec in spec.stages.items():
-            stage = self._stages[name]
-            for output, consumers in spec.consumers(name).items():
-                targets: list[Inlet] = []
-                rings: list[RingEdge] = []
-                for consumer in consumers:
-                    consumer_spec = spec.stages[consumer]
-                    edge_name = f"{name}.{output}->{consumer}"
-                    inlet = Inlet(self._stages[consumer], f"{name}.{output}", walk.pending)
-                    inlets.append(inlet)
-                    if consumer_spec.edge.backend is None:
-                        targets.append(inlet)
-                        self._edges[edge_name] = None
-                        continue
-                    ring = Ring(
-                        f"{tag}-{name}.{output}-{consumer}",
-                        consumer_spec.edge.size,
-                        backend=consumer_spec.edge.backend,
-                    )
-                    edge = RingEdge(
-                        edge_name, ring, inlet, self._pools[stage_spec.pool],
-                        full=consumer_spec.edge.full, burst_size=consumer_spec.burst,
-                    )  # fmt: skip
-                    self._edges[edge_name] = edge
-                    walk.rings.append(edge)
-                    rings.append(edge)
-                stage._outlets[output] = self._outlet(stage, targets, rings)
-                ring_feeds[name].extend(rings)
-        for name, stage_spec in spec.stages.items():
-            stage = self._stages[name]
-            if isinstance(stage, Source):
-                burst = Burst(np.empty(stage_spec.burst, np.uint32), self._pools[stage_spec.pool])
-                walk.sources.append(SourceRun(stage, burst, self._rings_fed(name, ring_feeds)))
-        return inlets
+    def _ring_backend(self, link: Link) -> str:
+        crosses = link.producer_lcores != (link.consumer_lcore,)
+        if link.backend is None:
+            return "hugepage"
+        if crosses and not get_backend(link.backend).shared:
+            raise ConfigError(
+                f"edge {link.name} crosses lcores {list(link.producer_lcores)} -> "
+                f"{link.consumer_lcore}: backend {link.backend!r} is not shared (use hugepage)",
+                file=self.spec.file,
+                line=self.spec.lines.get(("stages", link.consumer, "edge", "backend")),
+                key=f"stages.{link.consumer}.edge.backend",
+            )
+        return link.backend
 
-    def _outlet(self, stage: Stage, targets: list[Inlet], rings: list[RingEdge]) -> Outlet:
-        from ._walk import FanOut, unconsumed
+    def _on_death(self, error: PipelineError) -> None:
+        """A worker lcore died: every other lcore ends now."""
+        if self._walk is not None:
+            self._walk.abort()
+        if self._workers is not None:
+            self._workers.abort()
 
-        if not targets and not rings:
-            return unconsumed(stage)
-        if len(targets) + len(rings) == 1:
-            return targets[0].deliver if targets else rings[0]
-        # Fan-out: rings take their reference as an ordinary consumer would.
-        receivers = [*targets, *(_RingTarget(ring) for ring in rings)]
-        return FanOut(receivers, stage.ctx.burst_size, stage.ctx.pool)  # type: ignore[arg-type]
-
-    def _rings_fed(self, source: str, ring_feeds: dict[str, list[RingEdge]]) -> list[RingEdge]:
-        """The ring edges a source's bursts reach through direct edges (its back-pressure)."""
-        found: list[RingEdge] = []
-        todo, seen = [source], set()
-        while todo:
-            name = todo.pop()
-            if name in seen:
-                continue
-            seen.add(name)
-            found.extend(ring_feeds[name])
-            for consumers in self.spec.consumers(name).values():
-                for consumer in consumers:
-                    if self.spec.stages[consumer].edge.backend is None:
-                        todo.append(consumer)
-        return found
-
-    async def _start_stages(self) -> None:
-        for name, stage in self._stages.items():
-            try:
-                await stage.start()
-            except Exception as exc:
-                raise PipelineError(
-                    f"stage {name!r} (lcore {stage.ctx.lcore}) failed to start: "
-                    f"{type(exc).__name__}: {exc}",
-                    stage=name,
-                    lcore=stage.ctx.lcore,
-                ) from exc
-            self._started_stages.append(stage)
+    async def _run_lcores(self) -> None:
+        assert self._walk is not None
+        try:
+            await self._walk.run(self._own_count)
+        finally:
+            if self._workers is not None:
+                if self._walk.failure is not None:
+                    self._workers.request_stop()
+                await self._workers.wait_done()
 
     # -- the end -----------------------------------------------------------------
 
     async def _finish(self) -> None:
-        stop_error: PipelineError | None = None
-        for stage in self._started_stages:
-            try:
-                await stage.stop()
-            except Exception as exc:
-                if stop_error is None:
-                    name = stage.ctx.name
-                    stop_error = PipelineError(
-                        f"stage {name!r} (lcore {stage.ctx.lcore}) failed to stop: "
-                        f"{type(exc).__name__}: {exc}",
-                        stage=name,
-                        lcore=stage.ctx.lcore,
-                    )
-                    stop_error.__cause__ = exc
-        self._started_stages.clear()
+        stop_error = await self._graph.stop_stages() if self._graph is not None else None
+        if self._workers is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self._workers.close)
         self._final = self._collect()
         await self._teardown()
         self._state = "ended"
-        if self._walk is not None and self._walk.failure is None and stop_error is not None:
-            self._walk.failure = stop_error
+        if self._walk is not None and self._walk.failure is None:
+            remote = self._workers.failure if self._workers is not None else None
+            self._walk.failure = remote or stop_error
 
     async def _teardown(self) -> None:
         if self._metrics is not None:
             self._metrics.close()
             self._metrics = None
-        for edge in self._edges.values():
-            if edge is not None:
-                edge.ring.close()
+        if self._workers is not None:
+            self._workers.close()
+        for ring in self._rings.values():
+            ring.close()
         for pool in self._pools.values():
             pool.close()
+        if self._control is not None:
+            self._control.close()
+        if self._pinned_from is not None:
+            os.sched_setaffinity(0, self._pinned_from)
+            self._pinned_from = None
         if self._registered_lcore:
             unregister_lcore()
             self._registered_lcore = False
@@ -434,21 +414,39 @@ class Pipeline:
             elapsed = 0.0
         else:
             elapsed = (walk.ended or time.perf_counter()) - walk.started
-        stages = {
-            name: stage.stats.as_dict(stage.ctx.lcore) for name, stage in self._stages.items()
-        }
-        edges = {}
-        for name, edge in self._edges.items():
-            if edge is None:
-                edges[name] = {"count": 0, "capacity": 0, "drops": 0}
-            else:
-                live = not edge.ring.closed
-                edges[name] = {
-                    "count": (edge.ring.count() + edge.backlog_n) if live else edge.backlog_n,
-                    "capacity": edge.ring.capacity,
-                    "drops": edge.drops,
-                }
-        mempools = {}
+        stages: dict[str, dict[str, Any]] = {}
+        edges: dict[str, dict[str, int]] = {}
+        mempools: dict[str, dict[str, int]] = {}
+        if self._plan is None or self._control is None:
+            return Stats(0.0, stages, edges, mempools)
+        plan, control = self._plan, self._control
+        if walk is not None and not self._final:
+            walk.publish()  # lcore 0's own counters, into the same rows
+        for name, spec in self.spec.stages.items():
+            total = np.zeros(len(STAGE_FIELDS), np.int64)
+            for lcore in spec.lcores:
+                total += control.stage_row(name, lcore)
+            row = dict(zip(STAGE_FIELDS, (int(v) for v in total), strict=True))
+            stages[name] = {
+                "lcore": spec.lcores[0] if len(spec.lcores) == 1 else list(spec.lcores),
+                "packets_in": row["packets_in"],
+                "packets_out": row["handed"] - row["drops"] - row["freed"],
+                "bytes_in": row["bytes_in"],
+                "drops": row["drops"],
+                "bursts": row["bursts"],
+            }
+        for link in plan.links:
+            row_ = edges.setdefault(link.name, {"count": 0, "capacity": 0, "drops": 0})
+            if not link.ring:
+                continue
+            ring = self._rings.get(link.index)
+            for lcore in link.producer_lcores:
+                index = control.flag_index(link, lcore)
+                row_["drops"] += int(control.edge_rows[index, 0])
+                row_["count"] += int(control.edge_rows[index, 1])
+            if ring is not None and not ring.closed:
+                row_["count"] += ring.count()
+                row_["capacity"] += ring.capacity
         for name, pool in self._pools.items():
             if not pool.closed:
                 avail = pool.avail_count()
@@ -459,10 +457,20 @@ class Pipeline:
         return f"<Pipeline {self.name!r} {self._state}, {len(self.spec.stages)} stages>"
 
 
-class _RingTarget:
-    """A ring edge as one receiver of a fan-out (it holds one reference)."""
-
-    __slots__ = ("deliver",)
-
-    def __init__(self, edge: RingEdge) -> None:
-        self.deliver = edge
+def _count_shares(plan: Placement, count: int | None) -> dict[int, int | None]:
+    """Each lcore's part of ``run(count=N)``: N split over the source instances."""
+    per_lcore: dict[int, int] = {}
+    for spec in plan.spec.stages.values():
+        if spec.is_source:
+            for lcore in spec.lcores:
+                per_lcore[lcore] = per_lcore.get(lcore, 0) + 1
+    if count is None or not per_lcore:
+        return {lcore: count for lcore in plan.lcores}
+    total = sum(per_lcore.values())
+    shares: dict[int, int | None] = {}
+    given = 0
+    for i, (lcore, sources) in enumerate(sorted(per_lcore.items())):
+        share = count - given if i == len(per_lcore) - 1 else count * sources // total
+        shares[lcore] = share
+        given += share
+    return shares

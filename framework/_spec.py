@@ -57,6 +57,7 @@ __all__ = [
 Poll = Literal["busy", "adaptive", "interrupt"]
 HugePagesMode = Literal["auto", "require", "never"]
 Full = Literal["block", "drop"]
+LcoreKind = Literal["process", "thread"]
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*")  # matched whole (fullmatch)
 DEFAULT_POOL = "pkts"
 
@@ -108,10 +109,17 @@ class RuntimeSpec(_Spec, frozen=True):
     cpus: Annotated[
         list[Annotated[int, msgspec.Meta(ge=0)]] | None,
         _about(
-            "The CPUs lcore i runs on (cpus[i]); checked, but unused until process lcores "
-            "arrive: this version runs every stage on the thread that starts the pipeline."
+            "The CPU of each lcore: lcore i runs on cpus[i]; null: the i-th CPU this "
+            "process may use (wrapping, with a warning, when there are more lcores)."
         ),
     ] = None
+    lcores: Annotated[
+        dict[Annotated[int, msgspec.Meta(ge=1)], LcoreKind],
+        _about(
+            "How lcores other than 0 run: process (default: a spawned, pinned worker "
+            "process) or thread (a pinned thread of this process, for numba nogil stages)."
+        ),
+    ] = {}
     yield_every: Annotated[
         int,
         _about("Bursts between yields to the event loop (stats, stop and other tasks run).", ge=1),
@@ -216,8 +224,9 @@ class _StageKeys(_Spec, frozen=True):
     lcore: Annotated[
         Annotated[int, msgspec.Meta(ge=0)] | list[Annotated[int, msgspec.Meta(ge=0)]],
         _about(
-            "The lcore this stage runs on (a list: shards). This version runs every stage "
-            "on lcore 0 and refuses any other."
+            "The lcore this stage runs on (0: the main lcore, the caller's event loop). "
+            "A list on a source and the stages it feeds: shards, one copy of that "
+            "subgraph per lcore."
         ),
     ] = 0
     burst: Annotated[
@@ -418,6 +427,10 @@ def _record_lines(
     above.discard(id(node))
 
 
+def _lcore_text(lcores: list[int]) -> str:
+    return str(lcores[0]) if len(lcores) == 1 else str(lcores)
+
+
 def _dotted(path: Path_) -> str:
     out = ""
     for part in path:
@@ -496,6 +509,7 @@ class _Checker:
         }
         self.check_inputs(stages)
         ordered = self.topological(stages)
+        self.check_lcores(ordered, runtime)
         return PipelineSpec(
             name=name,
             runtime=runtime,
@@ -558,12 +572,8 @@ class _Checker:
             where = (*path, "lcore", i) if isinstance(keys.lcore, list) else (*path, "lcore")
             if lcore >= MAX_LCORE:
                 raise self.error(where, f"lcore {lcore} is outside 0..{MAX_LCORE - 1}")
-            if lcore != 0:
-                raise self.error(
-                    where,
-                    "this version of pktflow runs every stage on lcore 0 "
-                    "(the main lcore); process lcores come in a later release",
-                )
+        if len(set(lcores)) != len(lcores):
+            raise self.error((*path, "lcore"), f"an lcore appears twice in {lcores}")
         if keys.node is not None:
             raise self.error((*path, "node"), "node: needs a cluster, which is not supported yet")
         edge = keys.edge or EdgeSpec()
@@ -672,6 +682,34 @@ class _Checker:
                     raise self.error((*path, i), f"{spec.name!r} cannot feed itself")
             if len(set(spec.inputs)) != len(spec.inputs):
                 raise self.error(path, "the same input is named twice")
+
+    def check_lcores(self, stages: dict[str, StageSpec], runtime: RuntimeSpec) -> None:
+        """Shards take their inputs from the same shards; thread lcores name used lcores."""
+        for spec in stages.values():
+            if len(spec.lcores) == 1 or spec.is_source:
+                continue
+            for ref in spec.inputs:
+                upstream = stages[ref.stage]
+                if upstream.lcores != spec.lcores:
+                    raise self.error(
+                        ("stages", spec.name, "lcore"),
+                        f"a sharded stage (lcore {spec.lcores}) is fed by its own shard on "
+                        f"each lcore, but input {ref} runs on lcore "
+                        f"{_lcore_text(upstream.lcores)}: give both the same lcore list, or "
+                        f"split the traffic with a balance stage",
+                    )
+        used = {lcore for spec in stages.values() for lcore in spec.lcores}
+        for lcore in runtime.lcores:
+            if lcore not in used:
+                raise self.error(
+                    ("runtime", "lcores", lcore),
+                    f"no stage runs on lcore {lcore} (stages use {sorted(used)})",
+                )
+        if runtime.cpus is not None and len(runtime.cpus) < max(used) + 1:
+            raise self.error(
+                ("runtime", "cpus"),
+                f"{len(runtime.cpus)} CPUs for lcores 0..{max(used)}: name one per lcore",
+            )
 
     def topological(self, stages: dict[str, StageSpec]) -> dict[str, StageSpec]:
         """Stages with every stage after its inputs; cycles are errors."""

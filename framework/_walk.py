@@ -11,10 +11,11 @@ wired once, when the graph is built:
   consumer (one jitted call), later consumers get a copy of the handles,
   and each frees its own reference;
 - none: the handles are freed and counted as the stage's drops;
-- a ring (``edge.backend``, and lcores apart): ``RingEdge``, whose
-  consumer side the walk polls like a source. What does not fit waits in
-  the edge's backlog (``full: block``; the sources feeding it pause until
-  it is empty) or is freed and counted (``full: drop``).
+- a ring (lcores apart, or a forced ``edge.backend``): a ``RingOutlet``
+  here, and on the consumer's lcore a ``RingInlet`` that the walk polls
+  like a source. What does not fit waits in the outlet's backlog
+  (``full: block``; the sources feeding it pause until it is empty) or is
+  freed and counted (``full: drop``).
 
 A stage whose ``process`` is ``async def`` gets its bursts through a queue
 the walk awaits after each dispatch; sync stages never await. The choice
@@ -22,7 +23,7 @@ is made when the inlet is built, not per burst.
 
 Usage (the runtime's)::
 
-    walk = Walk(lcore=0, sources=[...], rings=[...], runtime=spec.runtime)
+    walk = LcoreGraph(plan, lcore, pools, rings, control).walk   # see _lcore_graph
     await walk.run(count=None)
 """
 
@@ -33,7 +34,7 @@ import collections
 import inspect
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TYPE_CHECKING, NamedTuple, TypeAlias
 
 import numpy as np
 
@@ -45,11 +46,14 @@ from ._errors import PipelineError
 from ._stage import Burst, Source, Stage
 
 if TYPE_CHECKING:
+    from ._control import Control
     from ._mbuf import PktmbufPool
     from ._ring import Ring
     from ._spec import RuntimeSpec
 
-__all__ = ["FanOut", "Inlet", "RingEdge", "SourceRun", "Walk", "unconsumed"]
+__all__ = [
+    "FanOut", "Finish", "Inlet", "RingInlet", "RingOutlet", "SourceRun", "Walk", "unconsumed",
+]  # fmt: skip
 
 # adaptive: empty rounds polled at once (about 100 µs of polling) before sleeping.
 _SPIN_ROUNDS = 64
@@ -227,28 +231,39 @@ class FanOut:
                 raise
 
 
-class RingEdge:
-    """An edge through a ring: the producer's outlet and the consumer's poll."""
+class RingOutlet:
+    """The producer side of a ring link: the outlet that enqueues a stage's bursts.
+
+    What does not fit waits in the backlog (``full: block``; the sources
+    feeding it pause until it is empty) or is freed and counted
+    (``full: drop``). Once its stage is finished and the backlog empty, the
+    outlet sets its finished flag in the control block (after its last
+    enqueue: the consumer reads the flag before the ring's count).
+    """
 
     def __init__(
         self,
         name: str,
         ring: Ring,
-        inlet: Inlet,
         pool: PktmbufPool,
         *,
         full: str,
         burst_size: int,
+        producer: str,
+        control: Control,
+        flag: int,
     ) -> None:
         self.name = name  # "a.out->b"
         self.ring = ring
-        self.inlet = inlet
         self.pool = pool
         self.block = full == "block"
         self.drops = 0
-        self.rx = Burst(np.empty(burst_size, np.uint32), pool)
         self.backlog = np.empty(max(4 * burst_size, 64), np.uint32)
         self.backlog_n = 0
+        self.producer = producer  # the stage whose instance here feeds it
+        self.control = control
+        self.flag = flag
+        self.finished = False
 
     def __call__(self, burst: Burst) -> None:
         """Enqueue the burst; what does not fit waits (block) or is dropped."""
@@ -282,6 +297,43 @@ class RingEdge:
             self.backlog_n = left
         return k
 
+    def discard_backlog(self) -> None:
+        """Free the backlog (an aborted pipeline: its consumer may be gone)."""
+        if self.backlog_n:
+            self.pool.free_bulk(self.backlog, self.backlog_n)
+            self.backlog_n = 0
+
+    def finish(self) -> None:
+        """Tell the consumer that nothing more comes (once, after the last enqueue)."""
+        if not self.finished:
+            self.finished = True
+            self.control.mark_finished(self.flag)
+
+    def publish(self) -> None:
+        self.control.publish_edge(self.flag, self.drops, self.backlog_n)
+
+
+class RingInlet:
+    """The consumer side of a ring link: polled by the walk like a source."""
+
+    def __init__(
+        self,
+        name: str,
+        ring: Ring,
+        inlet: Inlet,
+        pool: PktmbufPool,
+        *,
+        burst_size: int,
+        control: Control,
+        flags: Sequence[int],
+    ) -> None:
+        self.name = name
+        self.ring = ring
+        self.inlet = inlet
+        self.rx = Burst(np.empty(burst_size, np.uint32), pool)
+        self.control = control
+        self.flags = list(flags)  # one per producer instance
+
     def poll(self) -> int:
         """Deliver one burst from the ring to the consumer; how many handles."""
         rx = self.rx
@@ -291,19 +343,22 @@ class RingEdge:
             self.inlet.deliver(rx)
         return k
 
-    def pending(self) -> int:
-        return self.ring.count() + self.backlog_n
+    def drained(self, aborted: bool) -> bool:
+        """Every producer finished (flags first, then the count) and the ring is empty."""
+        if not aborted and not all(self.control.finished(flag) for flag in self.flags):
+            return False
+        return self.ring.count() == 0
 
 
 class SourceRun:
-    """A source on this lcore: its burst, its poll, the ring edges it feeds."""
+    """A source on this lcore: its burst, its poll, the ring outlets it feeds."""
 
-    def __init__(self, stage: Source, burst: Burst, rings: Sequence[RingEdge]) -> None:
+    def __init__(self, stage: Source, burst: Burst, rings: Sequence[RingOutlet]) -> None:
         self.stage = stage
         self.burst = burst
         self.poll = stage.poll
         self.is_async = inspect.iscoroutinefunction(stage.poll)
-        self.rings = list(rings)  # ring edges reachable through direct edges: back-pressure
+        self.rings = list(rings)  # ring outlets reachable through direct edges: back-pressure
         self.done = False
         self.stats = stage.stats
         self.capacity = burst.capacity
@@ -312,23 +367,40 @@ class SourceRun:
         return any(edge.backlog_n for edge in self.rings)
 
 
-class Walk:
-    """One lcore's walk: sources and ring inputs, round after round, until the end."""
+class Finish(NamedTuple):
+    """When one stage instance on this lcore can receive nothing more."""
 
-    def __init__(
-        self,
-        lcore: int,
-        sources: Sequence[SourceRun],
-        rings: Sequence[RingEdge],
-        runtime: RuntimeSpec,
-    ) -> None:
+    name: str
+    source: SourceRun | None
+    upstream: tuple[str, ...]  # stages handing over directly, on this lcore
+    rings: tuple[RingInlet, ...]  # its ring inputs
+
+
+class Walk:
+    """One lcore's walk: sources and ring inputs, round after round, until the end.
+
+    The end: every stage instance here is finished — a source when it is
+    exhausted or stopped, any other stage when the stages handing to it
+    directly are finished and each of its ring inputs is drained (all its
+    producers set their finished flag and the ring is empty) — and every
+    ring outlet here has flushed its backlog and set its own flag. So the
+    lcores of a pipeline end in the order of the data, each after its
+    upstream, whatever process they run in.
+    """
+
+    def __init__(self, lcore: int, runtime: RuntimeSpec, control: Control) -> None:
         self.lcore = lcore
-        self.sources = list(sources)
-        self.rings = list(rings)
+        self.control = control
+        self.sources: list[SourceRun] = []
+        self.inputs: list[RingInlet] = []
+        self.outlets: list[RingOutlet] = []
+        self.order: list[Finish] = []
+        self.stages: list[Stage] = []
         self.poll_mode = runtime.poll
         self.longest_pause = _LONGEST_PAUSE_S[runtime.poll]
         self.yield_every = runtime.yield_every
         self.stopping = False
+        self.aborted = False
         self.failure: PipelineError | None = None
         # Deliveries queued for async stages (``Inlet``s built with it).
         self.pending: Pending = collections.deque()
@@ -337,32 +409,41 @@ class Walk:
         self.started = self.ended = 0.0
 
     def request_stop(self) -> None:
-        """Stop polling sources; the walk drains the rings and ends."""
+        """Stop polling sources; the walk drains its inputs and ends."""
         self.stopping = True
 
+    def abort(self) -> None:
+        """End soon without waiting for other lcores (one of them died)."""
+        self.stopping = self.aborted = True
+
     async def run(self, count: int | None = None) -> None:
-        """Walk until every source is exhausted (or ``count`` packets, or a stop), then drain."""
+        """Walk until every stage here is finished (``count``: stop the sources after it)."""
         self.started = time.perf_counter()
         try:
             await self._rounds(count)
-            await self._drain()
         finally:
             self.ended = time.perf_counter()
+
+    def publish(self) -> None:
+        """Copy this lcore's counters into the control block (other processes read them)."""
+        control, lcore = self.control, self.lcore
+        for stage in self.stages:
+            control.publish_stage(stage.ctx.name, lcore, stage.stats)
+        for outlet in self.outlets:
+            outlet.publish()
 
     async def _rounds(self, count: int | None) -> None:
         idle_rounds, pause = 0, _FIRST_PAUSE_S
         since_yield = 0
         active = list(self.sources)
-        while not self.stopping:
-            if not active and not self._rings_pending():
-                return
+        while True:
             moved = 0
             try:
-                if self.rings:
+                if self.inputs or self.outlets:
                     from_rings = self._poll_rings()
                     moved += from_rings
                     since_yield += from_rings > 0
-                for source in active:
+                for source in active if not self.stopping else ():
                     if source.rings and source.blocked():
                         continue
                     k = await self._poll_source(source) if source.is_async else self._poll(source)
@@ -377,15 +458,19 @@ class Walk:
                             self.stopping = True
                     if self.has_async:
                         await _run_async_pending(self.pending)
+                if self.has_async and self.pending:
+                    await _run_async_pending(self.pending)
             except StageFailed as failed:
                 self._fail(failed)
-                return
+                moved = 1  # go on draining
             if moved:
                 idle_rounds, pause = 0, _FIRST_PAUSE_S
                 if since_yield >= self.yield_every:
                     since_yield = 0
                     await asyncio.sleep(0)
                 continue
+            if self._finished():
+                return
             idle_rounds += 1
             since_yield = 0
             if self.poll_mode == "busy" or (
@@ -432,33 +517,40 @@ class Walk:
         source.stage.emit(burst)
         return k
 
-    def _rings_pending(self) -> bool:
-        return any(edge.pending() for edge in self.rings)
-
     def _poll_rings(self) -> int:
         moved = 0
-        for edge in self.rings:
-            if edge.backlog_n:
-                moved += edge.flush()
+        if not self.aborted:
+            for outlet in self.outlets:
+                if outlet.backlog_n:
+                    moved += outlet.flush()
+        for edge in self.inputs:
             moved += edge.poll()
         return moved
 
-    async def _drain(self) -> None:
-        """Deliver what the rings and backlogs still hold (sources stopped)."""
-        idle = 0
-        while self._rings_pending():
-            try:
-                moved = self._poll_rings()
-                await _run_async_pending(self.pending)
-            except StageFailed as failed:
-                self._fail(failed)
-                moved = 1
-            if moved:
-                idle = 0
-                await asyncio.sleep(0)
+    def _finished(self) -> bool:
+        """Whether every stage instance here is finished; sets the outlets' flags on the way."""
+        done: set[str] = set()
+        for rule in self.order:
+            if rule.source is not None:
+                finished = rule.source.done or self.stopping
             else:
-                idle += 1
-                await asyncio.sleep(min(_FIRST_PAUSE_S * idle, _MAX_PAUSE_S))
+                finished = all(name in done for name in rule.upstream) and all(
+                    edge.drained(self.aborted) for edge in rule.rings
+                )
+            if finished:
+                done.add(rule.name)
+        everything = len(done) == len(self.order) and not self.pending
+        for outlet in self.outlets:
+            if outlet.producer not in done:
+                everything = False
+                continue
+            if self.aborted:
+                outlet.discard_backlog()
+            if outlet.backlog_n:
+                everything = False
+            else:
+                outlet.finish()
+        return everything
 
     def _fail(self, failed: StageFailed) -> None:
         """Record the first failure and stop the sources; later ones are chained by it."""

@@ -34,7 +34,7 @@ from typing import Any, NamedTuple
 from ._affinity import pin
 from ._errors import PktflowError
 
-__all__ = ["READY", "Parent", "Worker", "WorkerError"]
+__all__ = ["READY", "Parent", "Worker", "WorkerError", "exit_text"]
 
 READY = "ready"
 
@@ -70,6 +70,17 @@ class Parent:
         """
         self._conn.send(message)
 
+    def poll(self) -> bool:
+        """Whether a message (or the parent's end) is waiting.
+
+        Usage: ``while parent.poll(): handle(parent.receive())``
+        """
+        return self._conn.poll()
+
+    def fileno(self) -> int:
+        """The pipe's descriptor: readable when a message waits (for event loops)."""
+        return self._conn.fileno()
+
     def receive(self) -> Any:
         """The parent's next message (blocks); None when the parent is gone or says stop.
 
@@ -98,7 +109,8 @@ def _child_main(
         raise SystemExit(1) from None
 
 
-def _status(exitcode: int | None) -> str:
+def exit_text(exitcode: int | None) -> str:
+    """How a process ended, in words: ``killed by SIGKILL``, ``exit status 1``."""
     if exitcode is None:
         return "still running"
     if exitcode < 0:
@@ -157,6 +169,28 @@ class Worker:
         """A file descriptor that becomes readable when the worker ends (for event loops)."""
         return self._process.sentinel
 
+    def fileno(self) -> int:
+        """The pipe's descriptor: readable when the worker sent something (or died)."""
+        return self._conn.fileno()
+
+    def poll(self) -> bool:
+        """Whether a message (or the worker's end) is waiting; never blocks.
+
+        Usage: ``if worker.poll(): message = worker.receive(0)``
+        """
+        try:
+            return self._conn.poll()
+        except (OSError, EOFError):
+            return True
+
+    def join(self, timeout: float | None = None) -> int | None:
+        """Wait at most ``timeout`` s for the process to end; its exit status or None.
+
+        Usage: ``worker.join(1.0)``
+        """
+        self._process.join(timeout)
+        return self._process.exitcode
+
     def send(self, message: Any) -> None:
         """Send a picklable message; ``WorkerError`` when the worker is gone.
 
@@ -197,7 +231,7 @@ class Worker:
     def _died(self) -> WorkerError:
         self._process.join(1.0)
         return WorkerError(
-            f"worker {self.name!r} (pid {self.pid}) died: {_status(self._process.exitcode)}"
+            f"worker {self.name!r} (pid {self.pid}) died: {exit_text(self._process.exitcode)}"
         )
 
     def close(self, timeout: float = 5.0) -> int | None:

@@ -453,14 +453,14 @@ CASES = [
         id="lcore-negative",
     ),
     pytest.param(
-        edit("[parse]}", "[parse], lcore: 1}"), 8, "stages.count.lcore",
-        ["runs every stage on lcore 0"],
-        id="lcore-1-refused",
+        edit("[parse]}", "[parse], lcore: [1, 1]}"), 8, "stages.count.lcore",
+        ["an lcore appears twice in [1, 1]"],
+        id="lcore-twice",
     ),
     pytest.param(
-        edit("[parse]}", "[parse], lcore: [0, 1]}"), 8, "stages.count.lcore[1]",
-        ["runs every stage on lcore 0"],
-        id="lcore-shard-1-refused",
+        edit("[parse]}", "[parse], lcore: [0, 1]}"), 8, "stages.count.lcore",
+        ["is fed by its own shard on each lcore", "parse.out runs on lcore 0", "balance"],
+        id="shard-fed-by-one-lcore",
     ),
     pytest.param(
         edit("[parse]}", "[parse], lcore: []}"), 8, "stages.count.lcore",
