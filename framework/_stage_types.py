@@ -34,6 +34,8 @@ _BUILTIN: dict[str, str] = {
     "pcap_sink": "pktflow.pipelines.pcap:PcapSink",
     "udp_source": "pktflow.pipelines.udp:UdpSource",
     "udp_sink": "pktflow.pipelines.udp:UdpSink",
+    "afpacket_source": "pktflow.pipelines.afpacket:AfpacketSource",
+    "afpacket_sink": "pktflow.pipelines.afpacket:AfpacketSink",
 }
 
 
