@@ -109,13 +109,16 @@ _Address = (
 class FilterExprError(pktflow.ConfigError):
     """A filter expression that does not parse; ``column`` is 1-based.
 
+    Its ``key`` is the option, ``expr``: a pipeline's loader reports it under
+    the stage's key (``stages.<name>`` then ``expr: column N: ...``).
+
     Usage: ``except FilterExprError as exc: print(exc.column)``
     """
 
     def __init__(self, message: str, *, expr: str, column: int) -> None:
         self.column = column
         self.expr = expr
-        super().__init__(f"expr column {column}: {message} (in {expr!r})")
+        super().__init__(f"column {column}: {message} (in {expr!r})", key="expr")
 
 
 class _Token(NamedTuple):
