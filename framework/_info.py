@@ -29,6 +29,7 @@ from . import (
     hugepage_info,
     list_zones,
 )
+from ._lcore import lcore_claims, table_path
 from ._memory import list_strays
 
 __all__ = ["NOT_INSTALLED", "collect_info"]
@@ -72,6 +73,7 @@ def collect_info() -> dict[str, Any]:
         "default_backend": default_backend_name(),
         "backends": _backends(),
         "zones": _zones(),
+        "lcores": _lcores(),
     }
 
 
@@ -134,6 +136,20 @@ def _backends() -> dict[str, dict[str, Any]]:
             entry["details"] = details
         table[name] = entry
     return table
+
+
+def _lcores() -> dict[str, Any]:
+    """The lcore table: ids held by live threads, and ids of processes that are gone."""
+    claims = lcore_claims()
+    return {
+        "table": str(table_path()),
+        "alive": [
+            {"lcore": i, "pid": pid, "thread": tid} for i, pid, tid, alive in claims if alive
+        ],
+        "left_behind": [
+            {"lcore": i, "pid": pid, "thread": tid} for i, pid, tid, alive in claims if not alive
+        ],
+    }
 
 
 def _zones() -> dict[str, Any]:

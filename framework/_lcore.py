@@ -235,6 +235,39 @@ def _run_hooks(method: str, lcore: int) -> None:
             logging.getLogger("pktflow").warning("lcore %d: %s failed: %s", lcore, method, exc)
 
 
+def lcore_claims() -> list[tuple[int, int, int, bool]]:
+    """Every claimed lcore id: ``(id, pid, native thread id, alive)``; for ``pktflow info``.
+
+    Usage: ``[c for c in lcore_claims() if not c[3]]  # claims of dead processes``
+    """
+    path = table_path()
+    if not path.exists():
+        return []
+    with _locked_table(path) as fd:
+        return [
+            (i, slot[0], slot[2], _is_live(slot))
+            for i, slot in enumerate(_read_slots(fd))
+            if slot != _FREE
+        ]
+
+
+def release_dead_claims() -> list[int]:
+    """Free the ids of processes that are gone (a worker that died); the ids freed.
+
+    Usage: ``release_dead_claims()  # [3]``
+    """
+    path = table_path()
+    if not path.exists():
+        return []
+    freed = []
+    with _locked_table(path) as fd:
+        for i, slot in enumerate(_read_slots(fd)):
+            if slot != _FREE and not _is_live(slot):
+                _write_slot(fd, i, _FREE)
+                freed.append(i)
+    return freed
+
+
 @contextmanager
 def live_lcores() -> Iterator[set[int]]:
     """The ids live threads hold, with the table locked meanwhile (no claim changes).

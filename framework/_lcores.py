@@ -25,6 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ._errors import PipelineError
+from ._lcore import release_dead_claims
 from ._lcore_main import ABORT, GO, STOP, LcoreJob, lcore_main
 from ._placement import Placement
 from ._worker import Worker, WorkerError, exit_text
@@ -143,6 +144,7 @@ class WorkerLcores:
             how += ", after: " + detail
         error = PipelineError(f"lcore {lcore} (stages {stages}) died: {how}", lcore=lcore)
         self.reports[lcore] = "died"
+        release_dead_claims()  # its lcore id (its caches die with the pipeline's pools)
         if self.failure is None:
             self.failure = error
         self.on_death(error)

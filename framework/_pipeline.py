@@ -112,6 +112,7 @@ class Pipeline:
         self._count: int | None = None
         self._own_count: int | None = None
         self._pinned_from: set[int] | None = None
+        self._started_at = self._ended_at = 0.0  # of the walks, all lcores together
         self._registered_lcore = False
         self._metrics: Closeable | None = None
 
@@ -368,13 +369,17 @@ class Pipeline:
 
     async def _run_lcores(self) -> None:
         assert self._walk is not None
+        self._started_at = time.perf_counter()
         try:
             await self._walk.run(self._own_count)
         finally:
-            if self._workers is not None:
-                if self._walk.failure is not None:
-                    self._workers.request_stop()
-                await self._workers.wait_done()
+            try:
+                if self._workers is not None:
+                    if self._walk.failure is not None:
+                        self._workers.request_stop()
+                    await self._workers.wait_done()
+            finally:
+                self._ended_at = time.perf_counter()
 
     # -- the end -----------------------------------------------------------------
 
@@ -410,10 +415,10 @@ class Pipeline:
 
     def _collect(self) -> Stats:
         walk = self._walk
-        if walk is None or not walk.started:
+        if not self._started_at:
             elapsed = 0.0
         else:
-            elapsed = (walk.ended or time.perf_counter()) - walk.started
+            elapsed = (self._ended_at or time.perf_counter()) - self._started_at
         stages: dict[str, dict[str, Any]] = {}
         edges: dict[str, dict[str, int]] = {}
         mempools: dict[str, dict[str, int]] = {}

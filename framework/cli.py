@@ -30,6 +30,7 @@ from rich.table import Table
 
 from . import PktflowError, __version__, cleanup_zones, list_zones
 from ._info import NOT_INSTALLED, collect_info
+from ._lcore import release_dead_claims
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -125,6 +126,7 @@ def info(as_json: bool) -> None:
     console.print(_memory_table(facts))
     console.print(_backends_table(facts))
     _print_zones(console, facts["zones"])
+    _print_lcores(console, facts["lcores"])
 
 
 def _environment_table(facts: dict[str, Any]) -> Table:
@@ -193,6 +195,19 @@ def _print_zones(console: Console, zones: dict[str, Any]) -> None:
         console.print(_zones_table("Zones in use", zones["alive"]))
 
 
+def _print_lcores(console: Console, lcores: dict[str, Any]) -> None:
+    for key, title in (("alive", "Lcores held"), ("left_behind", "Lcores left behind (pid gone)")):
+        if lcores[key]:
+            table = Table(title=f"{title} in {lcores['table']}", title_justify="left")
+            for column in ("lcore", "pid", "thread"):
+                table.add_column(column)
+            for claim in lcores[key]:
+                table.add_row(str(claim["lcore"]), str(claim["pid"]), str(claim["thread"]))
+            console.print(table)
+    if not lcores["left_behind"]:
+        console.print("No lcores left behind.")
+
+
 def _zones_table(title: str, zones: Iterable[dict[str, Any]]) -> Table:
     table = Table(title=title, title_justify="left")
     # Names and paths are what users copy into commands: never break them.
@@ -245,6 +260,9 @@ def cleanup(dry_run: bool) -> None:
     Usage: ``pktflow cleanup --dry-run``
     """
     removed = cleanup_zones(dry_run=dry_run)
+    if not dry_run:
+        for lcore in release_dead_claims():
+            click.echo(f"Released lcore {lcore}: its process is gone.")
     for zone in list_zones():
         if not zone.creator_alive and zone.mapped_by:
             pids = ", ".join(map(str, zone.mapped_by))
