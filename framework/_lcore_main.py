@@ -200,6 +200,8 @@ async def _serve(parent: Parent, job: LcoreJob, spec: PipelineSpec) -> None:
         raise SystemExit(1) from None
     loop.add_reader(parent.fileno(), on_message)
     walk = graph.walk
+    # The main lcore hears of a failure at once and stops every lcore.
+    walk.on_failure = lambda error: parent.send(("failure", _report(error)))
     try:
         parent.ready()
         first = await messages.get()
@@ -222,10 +224,7 @@ async def _serve(parent: Parent, job: LcoreJob, spec: PipelineSpec) -> None:
         stop_error = await graph.stop_stages()
         walk.publish()
         failure = walk.failure or stop_error
-        report = None
-        if failure is not None:
-            report = (failure.stage, str(failure), portable_error(failure.__cause__ or failure))
-        parent.send(("done", report))
+        parent.send(("done", None if failure is None else _report(failure)))
         # Detach only when the main lcore has read the counters and says so.
         with contextlib.suppress(asyncio.TimeoutError):
             while await asyncio.wait_for(messages.get(), _CLOSE_WAIT_S) is not None:
@@ -235,6 +234,10 @@ async def _serve(parent: Parent, job: LcoreJob, spec: PipelineSpec) -> None:
         if graph.started:
             await graph.stop_stages()
         attached.close()
+
+
+def _report(failure: PipelineError) -> tuple[str | None, str, BaseException]:
+    return failure.stage, str(failure), portable_error(failure.__cause__ or failure)
 
 
 async def _publish_now_and_then(graph: LcoreGraph) -> None:

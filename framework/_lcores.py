@@ -10,7 +10,7 @@ the rest.
 
 Usage (the runtime's)::
 
-    lcores = WorkerLcores(name, plan, jobs, on_death=abort_everything)
+    lcores = WorkerLcores(name, plan, jobs, on_death=abort_all, on_failure=stop_all)
     await lcores.wait_ready(timeout=120)
     lcores.go()
     await lcores.wait_done()
@@ -46,9 +46,11 @@ class WorkerLcores:
         jobs: list[LcoreJob],
         *,
         on_death: Callable[[PipelineError], None],
+        on_failure: Callable[[PipelineError], None],
     ) -> None:
         self.plan = plan
         self.on_death = on_death
+        self.on_failure = on_failure
         self.workers: dict[int, Worker] = {}
         self.reports: dict[int, Any] = {}  # lcore -> its "done" report (None: no failure)
         self.failure: PipelineError | None = None
@@ -122,15 +124,23 @@ class WorkerLcores:
         except WorkerError as exc:  # it died, or failed outside its walk
             self._on_exit(lcore, str(exc))
             return
-        if isinstance(message, tuple) and message[0] == "done":
+        if not isinstance(message, tuple):
+            return
+        if message[0] in ("failure", "done") and message[1] is not None:
+            self._record_failure(lcore, *message[1])
+        if message[0] == "done":
             self.reports[lcore] = message[1]
-            if message[1] is not None and self.failure is None:
-                stage, text, cause = message[1]
-                self.failure = PipelineError(text, stage=stage, lcore=lcore)
-                if isinstance(cause, BaseException):
-                    self.failure.__cause__ = cause
             self._stop_watching(lcore)
             self._settle()
+
+    def _record_failure(self, lcore: int, stage: str | None, text: str, cause: Any) -> None:
+        """The first failure wins; it stops every lcore (``on_failure``)."""
+        if self.failure is not None:
+            return
+        self.failure = PipelineError(text, stage=stage, lcore=lcore)
+        if isinstance(cause, BaseException):
+            self.failure.__cause__ = cause
+        self.on_failure(self.failure)
 
     def _on_exit(self, lcore: int, detail: str | None = None) -> None:
         worker = self.workers[lcore]

@@ -321,13 +321,16 @@ class Pipeline:
             if lcore != 0
         ]
         if jobs:
-            self._workers = WorkerLcores(spec.name, plan, jobs, on_death=self._on_death)
+            self._workers = WorkerLcores(
+                spec.name, plan, jobs, on_death=self._on_death, on_failure=self._on_failure
+            )
         if plan.multi:
             self._pinned_from = os.sched_getaffinity(0)
             pin(cpus[0])
         self._graph = LcoreGraph(plan, 0, self._pools, self._rings, self._control)
         self._stages = self._graph.stages
         self._walk = self._graph.walk
+        self._walk.on_failure = self._on_failure
         self._own_count = shares.get(0)
 
     def _pool_backend(self, name: str, backend: str | None) -> str | None:
@@ -367,6 +370,10 @@ class Pipeline:
         if self._workers is not None:
             self._workers.abort()
 
+    def _on_failure(self, error: PipelineError) -> None:
+        """A stage failed on some lcore: every lcore stops its sources and drains."""
+        self.request_stop()
+
     async def _run_lcores(self) -> None:
         assert self._walk is not None
         self._started_at = time.perf_counter()
@@ -375,8 +382,6 @@ class Pipeline:
         finally:
             try:
                 if self._workers is not None:
-                    if self._walk.failure is not None:
-                        self._workers.request_stop()
                     await self._workers.wait_done()
             finally:
                 self._ended_at = time.perf_counter()

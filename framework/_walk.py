@@ -402,6 +402,8 @@ class Walk:
         self.stopping = False
         self.aborted = False
         self.failure: PipelineError | None = None
+        # Told of the first failure at once, so other lcores stop too.
+        self.on_failure: Callable[[PipelineError], None] | None = None
         # Deliveries queued for async stages (``Inlet``s built with it).
         self.pending: Pending = collections.deque()
         self.has_async = False
@@ -565,3 +567,5 @@ class Walk:
             )
             error.__cause__ = failed.cause
             self.failure = error
+            if self.on_failure is not None:
+                self.on_failure(error)

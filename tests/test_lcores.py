@@ -190,7 +190,7 @@ def test_a_stage_failing_on_a_worker_names_stage_and_lcore():
         name="boom",
     )
     with pytest.raises(pktflow.PipelineError, match=r"stage 'boom' \(lcore 1\) failed") as info:
-        run(p.run(duration=20))
+        run(p.run())  # endless source: the failure must stop every lcore
     assert info.value.stage == "boom" and info.value.lcore == 1
     assert isinstance(info.value.__cause__, RuntimeError)
     assert str(info.value.__cause__) == "boom"
