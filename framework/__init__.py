@@ -59,7 +59,8 @@ from ._registry import unavailable_reason as backend_unavailable_reason
 from ._ring import BoundRing, Ring
 from ._stage import Burst, Source, Stage, StageContext, StageStats
 from ._stage_types import register_stage, stage_type, stage_type_names
-from .abc import RING_F_EXACT_SZ, RING_F_SC_DEQ, RING_F_SP_ENQ
+from ._wakeup import Waker
+from .abc import RING_F_EXACT_SZ, RING_F_SC_DEQ, RING_F_SP_ENQ, WAIT_DATA, WAIT_ROOM
 
 __version__ = "0.1.0"
 
@@ -82,6 +83,9 @@ __all__ = [
     "RING_F_EXACT_SZ",
     "RING_F_SC_DEQ",
     "RING_F_SP_ENQ",
+    "WAIT_DATA",
+    "WAIT_ROOM",
+    "Waker",
     "BackendError",
     "BoundMbufPool",
     "BoundMempool",

@@ -6,16 +6,31 @@ the call; backends check the count against the array and move handles.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from functools import partial
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import _registry
 from ._arrays import U32, checked_count, checked_handle, checked_int, checked_out, ndarray
 from ._bound import BoundCalls
 from ._errors import ClosedError, NotFoundError, PktflowValueError
 from ._names import LocalNames
-from .abc import ERR_COUNT, RING_F_EXACT_SZ, RING_F_SC_DEQ, RING_F_SP_ENQ, JitOps, U32Array
+from .abc import (
+    ERR_CLOSED,
+    ERR_COUNT,
+    RING_F_EXACT_SZ,
+    RING_F_SC_DEQ,
+    RING_F_SP_ENQ,
+    WAIT_DATA,
+    WAIT_ROOM,
+    JitOps,
+    U32Array,
+)
 from .abc import Ring as RingImpl
+
+if TYPE_CHECKING:
+    from ._wakeup import Waker
 
 __all__ = ["RING_SZ_MAX", "BoundRing", "Ring"]
 
@@ -28,6 +43,20 @@ _local: LocalNames[Ring] = LocalNames("ring")
 
 def _closed(*args: object, **kwargs: object) -> Any:
     raise ClosedError("the ring is closed")
+
+
+def _closed_notifier() -> int:
+    """What a notifier of a closed ring does: nothing."""
+    return ERR_CLOSED
+
+
+def _side(side: object) -> int:
+    if type(side) is not int or side not in (WAIT_DATA, WAIT_ROOM):
+        raise PktflowValueError(
+            f"side must be pktflow.WAIT_DATA ({WAIT_DATA}) or pktflow.WAIT_ROOM ({WAIT_ROOM}), "
+            f"not {side!r}"
+        )
+    return side
 
 
 def _read_only(n: int) -> int:
@@ -148,6 +177,10 @@ class Ring:
         self.flags: int = impl.flags
         self.backend: str = backend_name
         self._bound = BoundCalls()
+        # Waiters added through this facade, removed by its close (unless their
+        # waker closed first, which removed them already).
+        self._waiters: dict[tuple[int, int], Waker] = {}
+        self._notifiers: weakref.WeakSet[partial[int]] = weakref.WeakSet()
         # Bound once: the hot path is one attribute load and one call.
         self._enqueue_bulk = impl.enqueue_bulk
         self._enqueue_burst = impl.enqueue_burst
@@ -338,6 +371,100 @@ class Ring:
         """Reservations of dead processes repaired so far, by any process."""
         return self._live().repairs
 
+    # -- sleeping: the "need wakeup" contract ---------------------------------
+
+    def add_waiter(self, side: int, waker: Waker) -> int:
+        """Register ``waker`` as a sleeper on ``side``; returns its index on that side.
+
+        ``side``: ``pktflow.WAIT_DATA`` (a consumer waiting for handles) or
+        ``pktflow.WAIT_ROOM`` (a producer waiting for room). Register once,
+        then ``arm`` before each sleep. Returns -1 when the backend cannot
+        wake sleepers (then poll with back-off: ``arm`` answers False).
+        Raises ``RingError`` when the side's table is full. The entry goes
+        away with ``remove_waiter``, ``waker.close()`` or this ring's ``close()``.
+
+        Usage: ``index = ring.add_waiter(pktflow.WAIT_DATA, waker)``
+        """
+        from ._wakeup import Waker
+
+        side = _side(side)
+        if not isinstance(waker, Waker):
+            raise PktflowValueError(f"add_waiter needs a pktflow.Waker, not {waker!r}")
+        index = self._live().add_waiter(side, waker)
+        if type(index) is not int or index < -1:
+            raise PktflowValueError(f"backend {self.backend!r} returned waiter index {index!r}")
+        if index >= 0:
+            self._waiters[(side, index)] = waker
+        return index
+
+    def _waiter(self, side: int, index: int) -> tuple[RingImpl, int]:
+        impl = self._live()
+        side = _side(side)
+        if type(index) is not int or index < -1:
+            raise PktflowValueError(
+                f"a waiter index is an int >= -1 from add_waiter, not {index!r}"
+            )
+        return impl, side
+
+    def remove_waiter(self, side: int, index: int) -> None:
+        """Forget a waiter (-1, the index of a ring that cannot sleep, is a no-op).
+
+        Usage: ``ring.remove_waiter(pktflow.WAIT_DATA, index)``
+        """
+        impl, side = self._waiter(side, index)
+        if index >= 0:
+            impl.remove_waiter(side, index)
+            self._waiters.pop((side, index), None)
+
+    def arm(self, side: int, index: int) -> bool:
+        """Mark this waiter as about to sleep, then look again (full fence in between).
+
+        True: still empty (``WAIT_DATA``) / still no room (``WAIT_ROOM``):
+        sleep on ``waker.fd`` now; the other side's next notifier call signals
+        it. False: it changed meanwhile (the mark is cleared): go on without
+        sleeping. Always False for index -1. After waking, ``waker.drain()``,
+        ``disarm`` and look again (wake-ups can be spurious).
+
+        Usage::
+
+            if ring.arm(pktflow.WAIT_DATA, index):
+                select.select([waker.fd], [], [], timeout)
+                waker.drain()
+            ring.disarm(pktflow.WAIT_DATA, index)
+        """
+        impl, side = self._waiter(side, index)
+        return bool(impl.arm(side, index)) if index >= 0 else False
+
+    def disarm(self, side: int, index: int) -> None:
+        """Clear this waiter's mark after waking or giving up (a timeout, a stop).
+
+        Usage: ``ring.disarm(pktflow.WAIT_DATA, index)``
+        """
+        impl, side = self._waiter(side, index)
+        if index >= 0:
+            impl.disarm(side, index)
+
+    def notifier(self, side: int) -> Callable[[], int]:
+        """The callable the other side calls after each successful transfer.
+
+        A producer calls ``ring.notifier(pktflow.WAIT_DATA)()`` after each
+        enqueue that moved handles, a consumer ``ring.notifier(pktflow.WAIT_ROOM)()``
+        after each dequeue that did. It wakes every waiter armed on that side
+        and returns how many it signalled; with nobody asleep it is one
+        compiled call and no system call. After ``close()`` it returns
+        ``ERR_CLOSED`` and touches nothing.
+
+        Usage::
+
+            wake = ring.notifier(pktflow.WAIT_DATA)
+            if tx.enqueue_burst(n):
+                wake()
+        """
+        side = _side(side)
+        call: partial[int] = partial(self._live().notifier(side))  # flattens a backend partial
+        self._notifiers.add(call)
+        return call
+
     # -- what jitted code needs ---------------------------------------------
 
     @property
@@ -398,6 +525,14 @@ class Ring:
         ):  # fmt: skip
             setattr(self, attr, _closed)
         self._bound.close()
+        for call in list(self._notifiers):
+            # In place, as BoundCalls does: a notifier handed out never reaches
+            # the closed ring's memory again.
+            call.__setstate__((_closed_notifier, (), None, None))  # type: ignore[attr-defined]
+        waiters, self._waiters = self._waiters, {}
+        for (side, index), waker in waiters.items():
+            if not waker.closed:  # a closed waker removed its entries itself
+                impl.remove_waiter(side, index)
         if self._creator:
             _local.forget(self.name, self)
         if self._owns_impl:

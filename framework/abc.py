@@ -20,12 +20,15 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import Any, ClassVar, NamedTuple
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
 from ._errors import NotFoundError, RingError
+
+if TYPE_CHECKING:
+    from ._wakeup import Waker
 
 __all__ = [
     "ERR_ABORTED",
@@ -44,6 +47,8 @@ __all__ = [
     "MbufOps",
     "Ring",
     "U32Array",
+    "WAIT_DATA",
+    "WAIT_ROOM",
 ]
 
 U32Array = npt.NDArray[np.uint32]
@@ -67,6 +72,15 @@ ERR_ABORTED = -125  # the ring's abort word is set (DPDK's -ECANCELED); nothing 
 # facade, on its own) finishes the operation, repairing a dead owner's
 # reservation on the way, and returns the count.
 ERR_STALLED = -(1 << 40)
+
+# The two sides a lcore sleeps on (``Ring.add_waiter`` and friends).
+WAIT_DATA = 0  # a consumer waits for handles; producers wake it
+WAIT_ROOM = 1  # a producer waits for room (``full: block``); consumers wake it
+
+
+def _nobody_sleeps() -> int:
+    """The notifier of a ring whose backend cannot wake sleepers: nothing to do."""
+    return 0
 
 
 class JitOps(NamedTuple):
@@ -228,6 +242,77 @@ class Ring(ABC):
     def jit_ops(self) -> JitOps | None:
         """``@njit`` operations over ``state``, or None for a non-jitted backend."""
         return None
+
+    # -- sleeping on a ring: the "need wakeup" contract --------------------------
+    #
+    # A consumer that finds the ring empty (WAIT_DATA), or a producer that finds
+    # it full (WAIT_ROOM), registers a ``pktflow.Waker`` once, then for each
+    # sleep: ``arm`` (True: sleep on ``waker.fd``), wake, ``disarm``. The other
+    # side calls ``notifier(side)()`` after every successful transfer; it makes
+    # a system call only when some waiter is armed. The handshake needs a full
+    # fence on both sides (a store then a load, each side): ``arm`` sets the
+    # waiter's bit, fences, re-reads the other side's tail; the notifier's
+    # caller has published its tail, and the notifier fences, then reads the
+    # bits. Either the sleeper sees the new tail or the notifier sees the bit.
+    #
+    # The defaults below are what a backend that implements none of this gets:
+    # ``add_waiter`` returns -1 ("cannot sleep here: poll with back-off"),
+    # ``arm`` returns False (never sleep), ``disarm`` / ``remove_waiter`` do
+    # nothing and the notifier returns 0. The facade and the runtime honour it.
+
+    def add_waiter(self, side: int, waker: Waker) -> int:
+        """Register a sleeper on ``side``; returns its index there, or -1 if unsupported.
+
+        ``side`` is ``WAIT_DATA`` or ``WAIT_ROOM`` (checked by the facade). The
+        index names the waiter in ``arm``/``disarm``/``remove_waiter`` until
+        removed. Raise ``RingError`` when the side's table is full. -1 (the
+        default) means this backend cannot wake sleepers: poll with back-off.
+
+        Usage: ``index = impl.add_waiter(WAIT_DATA, waker)``
+        """
+        return -1
+
+    def remove_waiter(self, side: int, index: int) -> None:
+        """Forget a waiter ``add_waiter`` returned (disarming it); -1 is a no-op.
+
+        Raise ``PktflowValueError`` for an index that is not registered.
+
+        Usage: ``impl.remove_waiter(WAIT_DATA, index)``
+        """
+        return None
+
+    def arm(self, side: int, index: int) -> bool:
+        """Set this waiter's need-wakeup bit, full fence, re-check the ring.
+
+        True: still empty (``WAIT_DATA``) / still no room (``WAIT_ROOM``), so
+        sleep on the waker's fd now; the next transfer of the other side
+        signals it. False: it changed meanwhile, the bit is cleared again, go
+        on. The default (no sleeping) always answers False.
+
+        Usage: ``if impl.arm(WAIT_DATA, index): sleep_on(waker.fd)``
+        """
+        return False
+
+    def disarm(self, side: int, index: int) -> None:
+        """Clear this waiter's bit after waking or giving up (a timeout, a stop).
+
+        Usage: ``impl.disarm(WAIT_DATA, index)``
+        """
+        return None
+
+    def notifier(self, side: int) -> Callable[[], int]:
+        """A cheap callable the OTHER side calls after each successful transfer.
+
+        Producers call ``notifier(WAIT_DATA)()`` after an enqueue, consumers
+        ``notifier(WAIT_ROOM)()`` after a dequeue. It fences (full), loads the
+        side's need-wakeup mask, and when it is non-zero takes it (an atomic
+        exchange to 0) and signals each taken waiter once; returns how many it
+        signalled. With nobody asleep it must make no system call (one
+        compiled call). The default returns 0.
+
+        Usage: ``wake = impl.notifier(WAIT_DATA); impl.enqueue_burst(b, n); wake()``
+        """
+        return _nobody_sleeps
 
 
 class CacheOps(NamedTuple):

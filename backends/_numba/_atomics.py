@@ -5,7 +5,7 @@ Numba has no public CPU atomics, so each operation here is an
 the LLVM atomic instruction directly. Every function names its memory
 order; the kernels name which access each one pairs with.
 
-Only this module and ``_kernels.py`` hold jitted code.
+Only this module and the ``*_kernels.py`` modules hold jitted code.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import ctypes
 import os
 import platform
+from collections.abc import Callable
 
 import llvmlite.binding as llvm_binding
 from llvmlite import ir
@@ -248,3 +249,114 @@ def monotonic_ns(typingctx):  # type: ignore[no-untyped-def]
         return builder.add(builder.mul(seconds, ir.Constant(i64, 1_000_000_000)), nanos)
 
     return types.int64(), codegen
+
+
+# -- the need-wakeup handshake ------------------------------------------------
+
+
+@intrinsic
+def exchange(typingctx, arr, idx, value):  # type: ignore[no-untyped-def]
+    """Atomically replace ``arr[idx]`` with ``value`` (sequentially consistent); the old value.
+
+    A notifier takes the armed waiters' mask with it (to 0), so each sleep is
+    signalled once; seq_cst also makes it an acquire of the waiter entries
+    that the waiters' ``fetch_or`` released.
+    """
+    if not (_is_u32_array(arr) and isinstance(idx, types.Integer)):
+        return None
+    if not isinstance(value, types.Integer):
+        return None
+
+    def codegen(context, builder, sig, args):  # type: ignore[no-untyped-def]
+        ptr = _element_pointer(context, builder, arr, args[0], idx, args[1])
+        return builder.atomic_rmw("xchg", ptr, _u32(context, builder, args[2], value), "seq_cst")
+
+    return types.uint32(arr, idx, value), codegen
+
+
+def _make_rmw(op: str):  # type: ignore[no-untyped-def]
+    @intrinsic
+    def rmw(typingctx, arr, idx, value):  # type: ignore[no-untyped-def]
+        if not (_is_u32_array(arr) and isinstance(idx, types.Integer)):
+            return None
+        if not isinstance(value, types.Integer):
+            return None
+
+        def codegen(context, builder, sig, args):  # type: ignore[no-untyped-def]
+            ptr = _element_pointer(context, builder, arr, args[0], idx, args[1])
+            return builder.atomic_rmw(op, ptr, _u32(context, builder, args[2], value), "seq_cst")
+
+        return types.uint32(arr, idx, value), codegen
+
+    return rmw
+
+
+# Atomic OR / AND of a bit mask (sequentially consistent); return the old value.
+# A waiter sets its need-wakeup bit with fetch_or (which also releases the
+# entry words it wrote at registration) and clears it with fetch_and.
+fetch_or = _make_rmw("or")
+fetch_and = _make_rmw("and")
+
+# A full fence (x86 mfence / a locked op; arm dmb ish). The need-wakeup
+# handshake is a store-then-load on each side (the sleeper: its bit, then the
+# other side's tail; the notifier's caller: its tail, then the bits), which
+# release/acquire does not order: a seq_cst fence on each side does, so one of
+# the two loads sees the other side's store and no wake-up is lost.
+fence_seq_cst = _make_fence("seq_cst")
+
+
+# The slow path of a notifier, when some waiter is armed: a Python function
+# called from jitted code through a C callback reached as an external symbol
+# (resolved again in every process, so ``cache=True`` keeps working, as for
+# the owner token). It gets the state array's address, the side and the taken
+# mask, signals the waiters and returns how many it signalled.
+_WAKE_SYMBOL = "pktflow_ring_wake_v1"
+_WAKE_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_uint64, ctypes.c_int64, ctypes.c_uint64)
+_wake_handler: list[Callable[[int, int, int], int]] = []
+
+
+def _wake_trampoline(address: int, side: int, mask: int) -> int:
+    try:
+        if not _wake_handler:  # jitted code notified before any ring set up its waiters
+            import pktflow.backends._numba._waiters  # noqa: F401  (installs the handler)
+        return _wake_handler[0](address, side, mask)
+    except BaseException:  # never unwind through jitted frames
+        import logging
+
+        logging.getLogger("pktflow").exception("waking the waiters of a ring failed")
+        return 0
+
+
+_wake_c = _WAKE_CALLBACK(_wake_trampoline)
+llvm_binding.add_symbol(_WAKE_SYMBOL, ctypes.cast(_wake_c, ctypes.c_void_p).value)
+
+
+def set_wake_handler(handler: Callable[[int, int, int], int]) -> None:
+    """Install the Python function ``wake_waiters`` calls (``_waiters.wake``)."""
+    _wake_handler[:] = [handler]
+
+
+@intrinsic
+def wake_waiters(typingctx, arr, side, mask):  # type: ignore[no-untyped-def]
+    """Call the installed wake handler with (address of ``arr``, side, mask): the slow path.
+
+    Takes the GIL (ctypes does) for as long as the signals take; only reached
+    when some waiter was armed, so never on a burst with nobody asleep.
+    """
+    if not (_is_u32_array(arr) and isinstance(side, types.Integer)):
+        return None
+    if not isinstance(mask, types.Integer):
+        return None
+
+    def codegen(context, builder, sig, args):  # type: ignore[no-untyped-def]
+        i64 = ir.IntType(64)
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(i64, [i64, i64, i64]), _WAKE_SYMBOL
+        )
+        array = context.make_array(arr)(context, builder, args[0])
+        address = builder.ptrtoint(array.data, i64)
+        side_v = context.cast(builder, args[1], side, types.int64)
+        mask_v = context.cast(builder, args[2], mask, types.int64)
+        return builder.call(fn, [address, side_v, mask_v])
+
+    return types.int64(arr, side, mask), codegen

@@ -405,7 +405,10 @@ def reset(state, start):
 
 @njit("void(uint32[::1], int64, int64, int64, int64, int64)", **_JIT)
 def init(state, size, capacity, flags, prod_rec, cons_rec):
-    """Write a fresh header: counters at zero, no waiters, records naming no lap."""
+    """Write a fresh header: counters at zero, records naming no lap.
+
+    The waiter tables are written next by ``_wakeup_kernels.init_waiters``.
+    """
     state[W_SIZE] = size
     state[W_MASK] = size - 1
     state[W_CAPACITY] = capacity

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -28,6 +28,11 @@ from pktflow.abc import (
     U32Array,
 )
 
+if TYPE_CHECKING:
+    from pktflow._wakeup import Waker
+
+    from ._waiters import Waiters
+
 from ._layout import (
     HEADER_WORDS,
     LAYOUT_VERSION,
@@ -42,8 +47,10 @@ from ._layout import (
     W_REPAIRED,
     W_SIZE,
     W_VERSION,
+    W_WAITERS,
     cons_records,
     prod_records,
+    waiter_tables,
 )
 from ._layout import state_words as state_words
 
@@ -122,6 +129,7 @@ class JitRing(Ring):
         self._enqueue_one = _compiled(k.enqueue_one_sp if sp else k.enqueue_one_mp)
         self._dequeue_one = _compiled(k.dequeue_one_sc if sc else k.dequeue_one_mc)
         self._reset = k.reset
+        self._sleepers: Waiters | None = None  # made on first use (loads the wake-up kernels)
 
     @classmethod
     def initialise(
@@ -130,8 +138,10 @@ class JitRing(Ring):
     ) -> JitRing:  # fmt: skip
         """Write a fresh ring header into ``state`` and wrap it."""
         from . import _kernels as k
+        from ._waiters import Waiters
 
         k.init(state, size, capacity, flags, prod_records(size, flags), cons_records(size, flags))
+        Waiters.initialise(state, waiter_tables(size, flags))
         return cls(name, state, zone)
 
     @classmethod
@@ -159,12 +169,13 @@ class JitRing(Ring):
             return f"{where} has a corrupt ring header (flags {flags:#x})"
         if state.shape[0] < state_words(size, flags):
             return f"{where} is smaller than its ring header says"
-        for word, expected in (
-            (W_PROD_REC, prod_records(size, flags)),
-            (W_CONS_REC, cons_records(size, flags)),
+        for word, expected, what in (
+            (W_PROD_REC, prod_records(size, flags), "record"),
+            (W_CONS_REC, cons_records(size, flags), "record"),
+            (W_WAITERS, waiter_tables(size, flags), "waiter-table"),
         ):
             if int(state[word]) != expected:
-                return f"{where} has a corrupt ring header (record offset {int(state[word])})"
+                return f"{where} has a corrupt ring header ({what} offset {int(state[word])})"
         return None
 
     def enqueue(self, handle: int) -> bool:
@@ -228,7 +239,35 @@ class JitRing(Ring):
     def reset(self, counter_start: int = 0) -> None:
         self._reset(self._state, counter_start)
 
+    # -- sleeping: the waiter tables (``_waiters``, ``_wakeup_kernels``) --------
+
+    @property
+    def _waiters(self) -> Waiters:
+        if self._sleepers is None:
+            from ._waiters import Waiters
+
+            self._sleepers = Waiters(self._state, self.name)
+        return self._sleepers
+
+    def add_waiter(self, side: int, waker: Waker) -> int:
+        return self._waiters.add(side, waker)
+
+    def remove_waiter(self, side: int, index: int) -> None:
+        self._waiters.remove(side, index)
+
+    def arm(self, side: int, index: int) -> bool:
+        return self._waiters.arm(side, index)
+
+    def disarm(self, side: int, index: int) -> None:
+        self._waiters.disarm(side, index)
+
+    def notifier(self, side: int) -> Callable[[], int]:
+        return self._waiters.notifier(side)
+
     def close(self, unlink: bool) -> None:
+        if self._sleepers is not None:
+            self._sleepers.close()  # no entry of this process outlives its handle
+            self._sleepers = None
         if self._zone is not None:
             self._zone.close()
 

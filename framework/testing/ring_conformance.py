@@ -5,7 +5,8 @@ contract by subclassing ``RingConformance`` in a test module and naming
 itself. The cases follow DPDK's ``app/test/test_ring.c``: sizes, full and
 empty edges, bulk versus burst, FIFO order, index and 32-bit counter
 wrap-around, every sync mode, bad input (a clear error and an unchanged
-ring), lifecycle, many threads, and, for backends whose rings are shared,
+ring), lifecycle, sleeping on a ring (the "need wakeup" contract: arm,
+notifier, WAIT_DATA / WAIT_ROOM), many threads, and, for backends whose rings are shared,
 many processes attaching by name.
 
 Usage::
@@ -26,9 +27,11 @@ carries it), and for detailed assertion messages call
 from __future__ import annotations
 
 import array as pyarray
+import contextlib
 import multiprocessing
 import os
 import re
+import select
 import threading
 import time
 import uuid
@@ -96,6 +99,11 @@ def _assert_holds(ring: pktflow.Ring, expected: Any) -> None:
     assert ring.free_count() == ring.capacity - expected.size
     got = _drain(ring)
     assert np.array_equal(got, expected), f"ring held {got.tolist()}, expected {expected.tolist()}"
+
+
+def _readable(fd: int) -> bool:
+    """Whether ``fd`` is readable now (a waker was signalled and not drained)."""
+    return bool(select.select([fd], [], [], 0)[0])
 
 
 def _random_handles(rng: np.random.Generator, n: int) -> U32Array:
@@ -1289,3 +1297,247 @@ class RingConformance:
         assert ops.dequeue_burst(state, out[7:], 12 - 7) == 5
         assert np.array_equal(out, np.concatenate([src, src]))
         assert ring.empty() and ops.count(state) == 0
+
+    # -- sleeping: the "need wakeup" contract ---------------------------------------
+    #
+    # A backend that implements none of it keeps the defaults of pktflow.abc.Ring:
+    # add_waiter returns -1 ("poll with back-off"), arm is always False, the
+    # notifier always returns 0. These tests check that, and skip the rest.
+
+    @pytest.fixture
+    def waker(self) -> Iterator[pktflow.Waker]:
+        """A fresh ``pktflow.Waker``, closed after the test."""
+        with pktflow.Waker() as waker:
+            yield waker
+
+    @staticmethod
+    def _sleeper(ring: pktflow.Ring, side: int, waker: pktflow.Waker) -> int:
+        index = ring.add_waiter(side, waker)
+        if index == -1:
+            assert not ring.arm(side, index), "a ring that cannot sleep armed a waiter"
+            assert ring.notifier(side)() == 0
+            pytest.skip(f"backend {ring.backend!r} cannot wake sleepers (add_waiter gave -1)")
+        assert type(index) is int and index >= 0
+        return index
+
+    def test_wakeup_arm_on_a_non_empty_ring_says_go_on(
+        self, make_ring: MakeRing, sync_flags: int, waker: pktflow.Waker
+    ) -> None:
+        ring = make_ring(16, sync_flags)
+        index = self._sleeper(ring, pktflow.WAIT_DATA, waker)
+        assert ring.enqueue(7)
+        assert ring.arm(pktflow.WAIT_DATA, index) is False
+        # The bit was cleared again: a notifier finds nobody and signals nothing.
+        assert ring.notifier(pktflow.WAIT_DATA)() == 0
+        assert not _readable(waker.fd)
+        assert ring.dequeue() == 7, "arm changed the ring"
+
+    def test_wakeup_arm_on_an_empty_ring_then_one_signal(
+        self, make_ring: MakeRing, sync_flags: int, waker: pktflow.Waker
+    ) -> None:
+        ring = make_ring(16, sync_flags)
+        index = self._sleeper(ring, pktflow.WAIT_DATA, waker)
+        notify = ring.notifier(pktflow.WAIT_DATA)
+        assert ring.arm(pktflow.WAIT_DATA, index) is True
+        assert not _readable(waker.fd), "readable before anything was sent"
+        assert ring.enqueue_burst(_u32([1, 2])) == 2
+        assert notify() == 1
+        assert _readable(waker.fd)
+        assert notify() == 0, "one sleep was signalled twice"
+        assert waker.drain() == 1, "the waker was signalled more than once"
+        assert not _readable(waker.fd)
+        ring.disarm(pktflow.WAIT_DATA, index)
+        assert notify() == 0
+        _assert_holds(ring, [1, 2])
+
+    def test_wakeup_notifier_with_nobody_asleep_makes_no_system_call(
+        self, make_ring: MakeRing, waker: pktflow.Waker
+    ) -> None:
+        from pktflow._wakeup import signals_sent
+
+        ring = make_ring(16)
+        self._sleeper(ring, pktflow.WAIT_DATA, waker)  # registered, never armed
+        before = signals_sent()
+        for side in (pktflow.WAIT_DATA, pktflow.WAIT_ROOM):
+            notify = ring.notifier(side)
+            for _ in range(100):
+                assert ring.enqueue(3)
+                assert notify() == 0
+                assert ring.dequeue() == 3
+        assert signals_sent() == before, "a notifier signalled with nobody asleep"
+        assert not _readable(waker.fd)
+
+    def test_wakeup_every_armed_waiter_of_a_side_is_signalled(self, make_ring: MakeRing) -> None:
+        ring = make_ring(16)
+        with contextlib.ExitStack() as stack:
+            wakers = [stack.enter_context(pktflow.Waker()) for _ in range(4)]
+            indexes = [self._sleeper(ring, pktflow.WAIT_DATA, w) for w in wakers]
+            assert len(set(indexes)) == 4, f"indexes {indexes} are not distinct"
+            for index in indexes[:3]:
+                assert ring.arm(pktflow.WAIT_DATA, index)
+            ring.enqueue(1)
+            assert ring.notifier(pktflow.WAIT_DATA)() == 3
+            assert [_readable(w.fd) for w in wakers] == [True, True, True, False]
+            assert [w.drain() for w in wakers] == [1, 1, 1, 0]
+
+    def test_wakeup_room_on_a_full_ring(
+        self, make_ring: MakeRing, sync_flags: int, waker: pktflow.Waker
+    ) -> None:
+        ring = make_ring(8, sync_flags)
+        index = self._sleeper(ring, pktflow.WAIT_ROOM, waker)
+        assert ring.arm(pktflow.WAIT_ROOM, index) is False, "an empty ring has room"
+        assert ring.enqueue_burst(_u32(range(7))) == 7 and ring.full()
+        notify = ring.notifier(pktflow.WAIT_ROOM)
+        assert ring.arm(pktflow.WAIT_ROOM, index) is True
+        assert ring.notifier(pktflow.WAIT_DATA)() == 0, "the other side woke a room waiter"
+        assert not _readable(waker.fd)
+        assert ring.dequeue() == 0
+        assert notify() == 1 and _readable(waker.fd) and waker.drain() == 1
+        ring.disarm(pktflow.WAIT_ROOM, index)
+        _assert_holds(ring, range(1, 7))
+
+    def test_wakeup_sides_are_independent(self, make_ring: MakeRing) -> None:
+        ring = make_ring(8)
+        with pktflow.Waker() as data, pktflow.Waker() as room:
+            i = self._sleeper(ring, pktflow.WAIT_DATA, data)
+            j = self._sleeper(ring, pktflow.WAIT_ROOM, room)
+            ring.enqueue_burst(_u32(range(7)))
+            assert ring.arm(pktflow.WAIT_ROOM, j)
+            assert not ring.arm(pktflow.WAIT_DATA, i)
+            assert ring.notifier(pktflow.WAIT_DATA)() == 0
+            assert not _readable(room.fd)
+            ring.dequeue()
+            assert ring.notifier(pktflow.WAIT_ROOM)() == 1
+            assert _readable(room.fd) and not _readable(data.fd)
+
+    def test_wakeup_bad_side_or_index_is_a_clear_error(
+        self, make_ring: MakeRing, waker: pktflow.Waker
+    ) -> None:
+        ring = make_ring(16)
+        index = self._sleeper(ring, pktflow.WAIT_DATA, waker)
+        for side in (2, -1, 1.0, "data", None, True):
+            with pytest.raises(pktflow.PktflowValueError, match="WAIT_DATA"):
+                ring.arm(side, index)  # type: ignore[arg-type]
+            with pytest.raises(pktflow.PktflowValueError, match="WAIT_DATA"):
+                ring.notifier(side)  # type: ignore[arg-type]
+            with pytest.raises(pktflow.PktflowValueError, match="WAIT_DATA"):
+                ring.add_waiter(side, waker)  # type: ignore[arg-type]
+        stranger = (index + 1) % 32
+        for call in (ring.arm, ring.disarm, ring.remove_waiter):
+            with pytest.raises(pktflow.PktflowValueError):
+                call(pktflow.WAIT_DATA, stranger)
+            with pytest.raises(pktflow.PktflowValueError):
+                call(pktflow.WAIT_ROOM, index)  # registered on the other side only
+            with pytest.raises(pktflow.PktflowValueError):
+                call(pktflow.WAIT_DATA, "0")  # type: ignore[arg-type]
+        with pytest.raises(pktflow.PktflowValueError, match="Waker"):
+            ring.add_waiter(pktflow.WAIT_DATA, waker.fd)  # type: ignore[arg-type]
+        # Unchanged: the waiter still works, the ring is still empty.
+        assert ring.empty()
+        assert ring.arm(pktflow.WAIT_DATA, index)
+        ring.enqueue(5)
+        assert ring.notifier(pktflow.WAIT_DATA)() == 1
+
+    def test_wakeup_removed_or_closed_waiters_are_gone(self, make_ring: MakeRing) -> None:
+        ring = make_ring(16)
+        first = pktflow.Waker()
+        index = self._sleeper(ring, pktflow.WAIT_DATA, first)
+        assert ring.arm(pktflow.WAIT_DATA, index)
+        ring.remove_waiter(pktflow.WAIT_DATA, index)  # disarms it too
+        with pytest.raises(pktflow.PktflowValueError):
+            ring.arm(pktflow.WAIT_DATA, index)
+        ring.enqueue(1)
+        assert ring.notifier(pktflow.WAIT_DATA)() == 0, "a removed waiter was signalled"
+        ring.dequeue()
+        again = ring.add_waiter(pktflow.WAIT_DATA, first)
+        assert ring.arm(pktflow.WAIT_DATA, again)
+        first.close()  # an armed waker's close removes its entry
+        ring.enqueue(1)
+        assert ring.notifier(pktflow.WAIT_DATA)() == 0, "a closed waker was signalled"
+        with pytest.raises(pktflow.PktflowValueError):
+            ring.arm(pktflow.WAIT_DATA, again)
+        with pytest.raises(pktflow.PktflowValueError):
+            ring.add_waiter(pktflow.WAIT_DATA, first)  # closed
+
+    def test_wakeup_after_close_raises_closed_error(
+        self, make_ring: MakeRing, waker: pktflow.Waker
+    ) -> None:
+        ring = make_ring(16)
+        index = self._sleeper(ring, pktflow.WAIT_DATA, waker)
+        notify = ring.notifier(pktflow.WAIT_DATA)
+        assert ring.arm(pktflow.WAIT_DATA, index)
+        ring.close()
+        for call, args in (
+            (ring.add_waiter, (pktflow.WAIT_DATA, waker)),
+            (ring.remove_waiter, (pktflow.WAIT_DATA, index)),
+            (ring.arm, (pktflow.WAIT_DATA, index)),
+            (ring.disarm, (pktflow.WAIT_DATA, index)),
+            (ring.notifier, (pktflow.WAIT_DATA,)),
+        ):
+            with pytest.raises(pktflow.ClosedError):
+                call(*args)
+        assert notify() == ERR_CLOSED, "a notifier reached a closed ring"
+        assert not _readable(waker.fd)
+        waker.close()  # after the ring: nothing left to remove, no error
+
+    def test_wakeup_close_of_an_attached_facade_removes_its_waiters(
+        self, make_ring: MakeRing, waker: pktflow.Waker
+    ) -> None:
+        ring = make_ring(16)
+        self._sleeper(ring, pktflow.WAIT_DATA, waker)  # skips a backend that cannot sleep
+        attached = pktflow.Ring.lookup(ring.name)
+        with pktflow.Waker() as other:
+            index = attached.add_waiter(pktflow.WAIT_DATA, other)
+            assert attached.arm(pktflow.WAIT_DATA, index)
+            attached.close()
+            ring.enqueue(1)
+            assert ring.notifier(pktflow.WAIT_DATA)() == 0, "a waiter outlived its ring handle"
+
+    def test_wakeup_threads_never_lose_a_wake_up(self, make_ring: MakeRing) -> None:
+        """Two threads ping-pong over two SP/SC rings, each sleeping whenever its input is empty."""
+        rings = (make_ring(16, SP_SC), make_ring(16, SP_SC))
+        last = 2 * 2000 - 1  # 2000 round trips
+        with pktflow.Waker() as probe:  # skips a backend that cannot sleep
+            rings[0].remove_waiter(
+                pktflow.WAIT_DATA, self._sleeper(rings[0], pktflow.WAIT_DATA, probe)
+            )
+        timeouts = [0, 0]
+        errors: list[BaseException] = []
+
+        def side(me: int) -> None:  # side 0 sends the even values, side 1 the odd ones
+            rx, tx = rings[me], rings[1 - me]
+            try:
+                with pktflow.Waker() as waker:
+                    index = rx.add_waiter(pktflow.WAIT_DATA, waker)
+                    wake = tx.notifier(pktflow.WAIT_DATA)
+                    if me == 0:
+                        tx.enqueue(0)
+                        wake()
+                    expected = 1 - me
+                    while True:
+                        got = rx.dequeue()
+                        if got is None:
+                            if rx.arm(pktflow.WAIT_DATA, index):
+                                if not select.select([waker.fd], [], [], 2.0)[0]:
+                                    timeouts[me] += 1
+                                waker.drain()
+                            rx.disarm(pktflow.WAIT_DATA, index)
+                            continue
+                        assert got == expected, f"got {got}, expected {expected}"
+                        if got == last:
+                            break
+                        tx.enqueue(got + 1)
+                        wake()
+                        if got + 1 == last:
+                            break
+                        expected = got + 2
+            except BaseException as exc:  # reported by the main thread
+                errors.append(exc)
+
+        threads = [threading.Thread(target=side, args=(me,)) for me in (0, 1)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert not errors, errors
+        assert timeouts == [0, 0], f"lost wake-ups (poll timeouts): {timeouts}"
