@@ -361,3 +361,12 @@ _bench_command(
     Usage: ``pktflow bench pipeline --burst 32 --json``
     """,
 )  # fmt: skip
+_bench_command(
+    "io", "Mempool", "Packets per burst of the pktflow rows (runtime.burst).",
+    "io:run_io_bench",
+    """pcap replay, AF_PACKET receive and UDP echo in packets/s, next to scapy and asyncio.
+
+    \f
+    Usage: ``pktflow bench io --quick``
+    """,
+)  # fmt: skip

@@ -1,0 +1,117 @@
+"""The other ends of ``pktflow bench io``, each in its own spawned process (``pktflow._worker``).
+
+A server or receiver measured in the bench's process must not share the
+GIL with the traffic it is measured on: the UDP client, the AF_PACKET
+sender and scapy's sniffer run here, each serving jobs from the parent
+until it sends None.
+
+- ``udp_client``: ("echo", port, seconds) -> ``Span`` of the replies: keeps
+  a window of datagrams in flight to 127.0.0.1:port and sends one more per
+  reply. The socket is not connected: ``udp_sink`` replies from its own
+  socket, whose port is not the one the datagram went to.
+- ``afpacket_sender``: ("send", seconds) -> frames sent: floods the veth
+  end ``a`` of the namespace with a pktflow pipeline (generator ->
+  afpacket_sink) for that long.
+- ``scapy_sniffer``: ("sniff", seconds) -> ``Span``: scapy's ``sniff`` on
+  the veth end ``b``, counting frames; scapy is imported inside the
+  namespace, so its interface list is the namespace's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from typing import Any
+
+from pktflow._worker import Parent
+
+from ._io_netns import Netns
+from ._measure import Span
+
+__all__ = ["FRAME_SIZE", "afpacket_sender", "scapy_sniffer", "udp_client"]
+
+FRAME_SIZE = 64  # bytes per frame the sender floods
+DATAGRAM = 64  # bytes of payload per echo datagram
+WINDOW = 128  # datagrams in flight per echo client
+QUIET_S = 0.02  # no reply for this long: datagrams were lost, refill the window
+
+
+def udp_client(parent: Parent) -> None:
+    """Echo client: serves ("echo", port, seconds) jobs until None."""
+    parent.ready()
+    payload = bytes(range(DATAGRAM))
+    buffer = bytearray(2048)
+    while (job := parent.receive()) is not None:
+        _, port, seconds = job
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.settimeout(QUIET_S)
+            address = ("127.0.0.1", port)
+            sendto, recv_into = sock.sendto, sock.recv_into
+            replies = 0
+            start = time.perf_counter()
+            deadline = start + seconds
+            for _ in range(WINDOW):
+                sendto(payload, address)
+            now = start
+            while now < deadline:
+                try:
+                    recv_into(buffer)
+                except TimeoutError:
+                    for _ in range(WINDOW):  # lost on the way: put the window back
+                        sendto(payload, address)
+                    now = time.perf_counter()
+                else:
+                    replies += 1
+                    sendto(payload, address)
+                if not replies & 63:
+                    now = time.perf_counter()
+            end = time.perf_counter()
+        parent.send(Span(start, end, replies))
+
+
+def afpacket_sender(parent: Parent, netns: Netns, burst: int) -> None:
+    """Floods ``netns.a``: serves ("send", seconds) jobs until None, answering frames sent."""
+    import pktflow
+
+    spec: dict[str, Any] = {
+        "name": "pktflow-bench-io-sender",
+        "runtime": {"burst": burst, "poll": "busy"},
+        "mempools": {"pkts": {"n": 8191, "cache_size": 256}},
+        "stages": {
+            "gen": {"type": "generator", "size": FRAME_SIZE, "flows": 64},
+            "tx": {"type": "afpacket_sink", "inputs": ["gen"], "interface": netns.a},
+        },
+    }
+    with netns.entered():
+        pktflow.Pipeline.from_dict(spec)  # loads the kernels before the first job
+        parent.ready()
+        while (job := parent.receive()) is not None:
+            _, seconds = job
+            pipeline = pktflow.Pipeline.from_dict(spec)
+            stats = asyncio.run(pipeline.run(duration=seconds))
+            parent.send(stats.stages["tx"]["packets_in"])
+
+
+def scapy_sniffer(parent: Parent, netns: Netns) -> None:
+    """scapy ``sniff`` on ``netns.b``: serves ("sniff", seconds) jobs until None."""
+    with netns.entered():
+        from scapy.sendrecv import sniff  # imported here: scapy lists the namespace's links
+
+        parent.ready()
+        while (job := parent.receive()) is not None:
+            _, seconds = job
+            seen = _Count()
+            start = time.perf_counter()
+            sniff(iface=netns.b, prn=seen, store=False, timeout=seconds)
+            parent.send(Span(start, time.perf_counter(), seen.n))
+
+
+class _Count:
+    """sniff's ``prn``: counts the frames it is called with."""
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def __call__(self, _: object) -> None:
+        self.n += 1
