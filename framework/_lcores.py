@@ -1,7 +1,8 @@
 """The main lcore's view of its worker lcores: start them, hear them, stop them, notice death.
 
-One ``Worker`` per lcore other than 0 (a spawned process, pinned by
-itself). Start-up waits until every worker is ready and turns the first
+One ``Worker`` per lcore other than 0: a spawned process pinned by
+itself, or a pinned thread of this process (``runtime.lcores: {N: thread}``)
+running the same code. Start-up waits until every worker is ready and turns the first
 failure into one ``PipelineError`` naming the lcore and the stage. While
 the pipeline runs, the main lcore's event loop watches each worker's pipe
 (its "done" report) and its process sentinel: a worker that ends before
@@ -47,6 +48,7 @@ class WorkerLcores:
         *,
         on_death: Callable[[PipelineError], None],
         on_failure: Callable[[PipelineError], None],
+        threads: frozenset[int] = frozenset(),
     ) -> None:
         self.plan = plan
         self.on_death = on_death
@@ -59,8 +61,9 @@ class WorkerLcores:
         try:
             for job in jobs:
                 self.workers[job.lcore] = Worker(
-                    lcore_main, (job,), name=f"{name} lcore {job.lcore}"
-                )
+                    lcore_main, (job,), name=f"{name} lcore {job.lcore}",
+                    thread=job.lcore in threads,
+                )  # fmt: skip
         except BaseException:
             self.close()
             raise

@@ -322,8 +322,9 @@ class Pipeline:
         ]
         if jobs:
             self._workers = WorkerLcores(
-                spec.name, plan, jobs, on_death=self._on_death, on_failure=self._on_failure
-            )
+                spec.name, plan, jobs, on_death=self._on_death, on_failure=self._on_failure,
+                threads=frozenset(n for n, kind in spec.runtime.lcores.items() if kind == "thread"),
+            )  # fmt: skip
         if plan.multi:
             self._pinned_from = os.sched_getaffinity(0)
             pin(cpus[0])

@@ -702,7 +702,7 @@ class _Checker:
         for lcore in runtime.lcores:
             if lcore not in used:
                 raise self.error(
-                    ("runtime", "lcores", lcore),
+                    ("runtime", "lcores", str(lcore)),  # as the YAML key reads
                     f"no stage runs on lcore {lcore} (stages use {sorted(used)})",
                 )
         if runtime.cpus is not None and len(runtime.cpus) < max(used) + 1:

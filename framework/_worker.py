@@ -24,8 +24,11 @@ Usage::
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
+import os
 import signal
+import threading
 import traceback
 from collections.abc import Callable
 from multiprocessing.connection import Connection
@@ -118,11 +121,48 @@ def exit_text(exitcode: int | None) -> str:
     return f"exit status {exitcode}"
 
 
+class _Thread(threading.Thread):
+    """A worker thread shaped like a ``multiprocessing.Process``: exit code and sentinel.
+
+    The sentinel is a pipe whose write end the thread closes as it ends, so
+    an event loop watches a thread's end as it watches a process's. A
+    thread cannot be killed: ``kill`` only stops waiting for it.
+    """
+
+    def __init__(self, target: Callable[..., None], args: tuple[Any, ...], **kwargs: Any) -> None:
+        super().__init__(target=target, args=args, **kwargs)
+        self._child_end = args[0]  # the thread's end of the pipe (Thread.run drops _args)
+        self.exitcode: int | None = None
+        self.sentinel, self._ended = os.pipe()
+
+    @property
+    def pid(self) -> int:
+        return os.getpid()
+
+    def run(self) -> None:
+        try:
+            super().run()
+            self.exitcode = 0
+        except SystemExit as exc:
+            self.exitcode = exc.code if isinstance(exc.code, int) else 1
+        finally:
+            self._child_end.close()  # the parent sees EOF, as when a process ends
+            os.close(self._ended)
+
+    def kill(self) -> None:
+        pass  # threads cannot be killed; close() has waited its timeout
+
+    def __del__(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self.sentinel)
+
+
 class Worker:
-    """A spawned worker process and the parent's end of its pipe.
+    """A spawned worker process (or a thread) and the parent's end of its pipe.
 
     ``target`` must be importable by name (a module-level function), as
-    ``spawn`` pickles it; so must ``args``.
+    ``spawn`` pickles it; so must ``args``. ``thread=True`` runs it in a
+    thread of this process instead, with the same protocol.
 
     Usage::
 
@@ -138,11 +178,13 @@ class Worker:
         name: str,
         cpu: int | None = None,
         daemon: bool = True,
+        thread: bool = False,
     ) -> None:
         ctx = multiprocessing.get_context("spawn")
         self.name = name
         self._conn, child = ctx.Pipe()
-        self._process = ctx.Process(
+        runner = _Thread if thread else ctx.Process
+        self._process = runner(
             target=_child_main, args=(child, cpu, target, args), name=name, daemon=daemon
         )
         try:
@@ -152,7 +194,8 @@ class Worker:
             raise
         finally:
             # Only the child may hold its end, or its death would not show as EOF here.
-            child.close()
+            if not thread:
+                child.close()
 
     @property
     def pid(self) -> int | None:
@@ -247,7 +290,7 @@ class Worker:
         self._process.join(timeout)
         if self._process.is_alive():
             self._process.kill()
-            self._process.join()
+            self._process.join(timeout)
         self._conn.close()
         return self._process.exitcode
 

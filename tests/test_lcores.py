@@ -298,3 +298,38 @@ def test_ctrl_c_drains_every_lcore_of_the_shipped_example():
     assert final["stages"]["count"]["packets_in"] == final["stages"]["gen"]["packets_out"]
     assert final["stages"]["count"]["packets_in"] < 10_000_000  # stopped early
     assert_all_back(final)
+
+
+def test_a_thread_lcore_runs_its_stages_in_a_pinned_thread_of_this_process():
+    p = pipeline(
+        {
+            "gen": {"type": "generator", "count": 50_000},
+            "parse": {"type": "parse", "inputs": ["gen"], "lcore": 1},
+            "count": {"type": "counter", "inputs": ["parse"], "lcore": 1},
+        },
+        name="thread",
+        runtime={"lcores": {1: "thread"}},
+    )
+    stats = run(p.run()).as_dict()
+    assert stats["stages"]["count"]["packets_in"] == 50_000
+    assert_all_back(stats)
+    assert_nothing_left("thread")
+
+
+def test_a_thread_lcore_that_cannot_start_is_one_clear_error():
+    p = pipeline(
+        {
+            "gen": {"type": "generator", "count": 10},
+            "count": {"type": "counter", "inputs": ["gen"], "lcore": 1},
+        },
+        name="badthread",
+        runtime={"lcores": {1: "thread"}, "cpus": [0, 4000]},
+    )
+    with pytest.raises(pktflow.PipelineError, match=r"lcore 1 cannot start: .*CPU 4000"):
+        run(p.run())
+    assert_nothing_left("badthread")
+
+
+def test_runtime_lcores_must_name_an_lcore_in_use():
+    with pytest.raises(pktflow.ConfigError, match=r"runtime.lcores.3: no stage runs on lcore 3"):
+        pipeline({"gen": {"type": "generator"}}, runtime={"lcores": {3: "thread"}})
