@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -123,15 +125,129 @@ def test_a_failing_stage_exits_1_naming_it(tmp_path: Path):
 
 
 @pytest.mark.parametrize("example", sorted(EXAMPLES.glob("*.yaml")), ids=lambda p: p.name)
-def test_every_shipped_example_runs(example: Path):
+def test_every_shipped_example_runs(example: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     import asyncio
 
-    pipeline = pktflow.Pipeline.from_file(example)
-    started = time.monotonic()
-    stats = asyncio.run(pipeline.run(count=50_000, duration=20)).as_dict()
+    setup = EXAMPLE_SETUPS.get(example.name, _no_setup)
+    with setup(tmp_path, monkeypatch):  # its input files, its traffic, its namespace
+        pipeline = pktflow.Pipeline.from_file(example)
+        started = time.monotonic()
+        stats = asyncio.run(pipeline.run(count=50_000, duration=20)).as_dict()
     assert time.monotonic() - started < 30
     assert sum(row["packets_out"] for row in stats["stages"].values()) > 0
     assert all(pool["in_use"] == 0 for pool in stats["mempools"].values())
+
+
+# -- what an example needs around its run (keyed by file name) ----------------------------
+
+
+@contextlib.contextmanager
+def _no_setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    yield
+
+
+@contextlib.contextmanager
+def _pcap_filter(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The example reads pipelines/examples/data/sample.pcap and writes filtered.pcap, both
+    relative to the working directory (the repository root in the README): run it in a
+    directory where the first is the shipped file, so the output stays out of the tree."""
+    import dpkt
+
+    data = tmp_path / "pipelines" / "examples" / "data"
+    data.mkdir(parents=True)
+    (data / "sample.pcap").symlink_to(EXAMPLES / "data" / "sample.pcap")
+    monkeypatch.chdir(tmp_path)
+    yield
+    with (tmp_path / "filtered.pcap").open("rb") as f:  # an independent reader
+        kept = [bytes(buf) for _, buf in dpkt.pcap.Reader(f)]
+    assert kept and all(dpkt.ethernet.Ethernet(k).data.data.dport == 53 for k in kept)
+
+
+def test_the_shipped_sample_pcap_is_what_its_script_makes(tmp_path: Path):
+    script = EXAMPLES / "data" / "make_sample.py"
+    copy = tmp_path / "make_sample.py"
+    copy.write_text(script.read_text())
+    done = subprocess.run([sys.executable, str(copy)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "sample.pcap").read_bytes() == (
+        EXAMPLES / "data" / "sample.pcap"
+    ).read_bytes()
+
+
+@contextlib.contextmanager
+def _udp_echo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Datagrams to the example's 127.0.0.1:9000 from a thread, until the run ends."""
+    import socket
+    import threading
+
+    done = threading.Event()
+    replies = [0]
+
+    def send() -> None:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.setblocking(False)
+            while not done.is_set():
+                for _ in range(32):
+                    with contextlib.suppress(OSError):  # refused until the source binds
+                        sock.sendto(b"ping" * 16, ("127.0.0.1", 9000))
+                with contextlib.suppress(OSError):
+                    while True:
+                        sock.recv(2048)
+                        replies[0] += 1
+                time.sleep(0.0005)
+
+    sender = threading.Thread(target=send, daemon=True)
+    sender.start()
+    try:
+        yield
+    finally:
+        done.set()
+        sender.join(10)
+    assert replies[0] > 0
+
+
+@contextlib.contextmanager
+def _afpacket_capture(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The example captures on eth0: a namespace whose veth pair is eth0 <-> eth0-peer, the
+    run in it, and a thread there sending frames into eth0-peer until the run ends."""
+    import socket
+    import threading
+
+    from pktflow.bench._io_netns import NetnsUnavailable, veth_netns
+
+    monkeypatch.chdir(tmp_path)  # capture.pcap lands here
+    with contextlib.ExitStack() as stack:
+        try:
+            netns = stack.enter_context(veth_netns("eth0-peer", "eth0"))
+        except NetnsUnavailable as exc:
+            pytest.skip(f"the AF_PACKET example needs a network namespace: {exc}")
+        done = threading.Event()
+
+        def send() -> None:
+            with netns.entered(), socket.socket(socket.AF_PACKET, socket.SOCK_RAW) as sock:
+                sock.bind(("eth0-peer", 0))
+                frame = b"\xff" * 6 + bytes.fromhex("020000000001") + b"\x88\xb5" + bytes(50)
+                while not done.is_set():
+                    for _ in range(32):
+                        sock.send(frame)
+                    time.sleep(0.001)
+
+        sender = threading.Thread(target=send, daemon=True)
+        sender.start()
+        try:
+            with netns.entered():  # the pipeline's sockets open in the namespace
+                yield
+        finally:
+            done.set()
+            sender.join(10)
+    assert (tmp_path / "capture.pcap").stat().st_size > 24 + 1000 * 16
+
+
+EXAMPLE_SETUPS = {
+    "pcap-filter.yaml": _pcap_filter,
+    "udp-echo.yaml": _udp_echo,
+    "afpacket-capture.yaml": _afpacket_capture,
+}
 
 
 def test_the_readme_quick_start_pipeline_ends_by_itself():
