@@ -104,6 +104,7 @@ class LcoreGraph:
                     link.name, self.rings[link.index], inlets[key], consumer.ctx.pool,
                     burst_size=consumer.ctx.burst_size, control=self.control,
                     flags=[self.control.flag_index(link, p) for p in link.producer_lcores],
+                    block=link.full == "block",
                 )  # fmt: skip
                 walk.inputs.append(edge)
                 ring_inputs[link.consumer].append(edge)

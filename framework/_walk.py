@@ -44,6 +44,8 @@ from ._burst_kernels import burst_bytes as _burst_bytes_dispatcher
 from ._burst_kernels import refcnt_add_bulk as _refcnt_dispatcher
 from ._errors import PipelineError
 from ._stage import Burst, Source, Stage
+from ._wakeup import Waker
+from .abc import WAIT_DATA, WAIT_ROOM
 
 if TYPE_CHECKING:
     from ._control import Control
@@ -63,6 +65,9 @@ _MAX_PAUSE_S = 1e-3
 # 40 µs of CPU on this VM: 1 ms pauses keep an idle adaptive lcore near 4 %
 # of a CPU; interrupt mode trades latency for < 1 %.
 _LONGEST_PAUSE_S = {"busy": 0.0, "adaptive": _MAX_PAUSE_S, "interrupt": 10e-3}
+# A walk asleep on its rings is woken by them, by a stop or by a finished
+# producer; this bound only caps the cost of a wake-up that never comes.
+_LONGEST_RING_SLEEP_S = 1.0
 
 
 # Deliveries waiting for async stages, in the order they were emitted.
@@ -264,6 +269,10 @@ class RingOutlet:
         self.control = control
         self.flag = flag
         self.finished = False
+        # Wakes the consumer when it sleeps on an empty ring: one compiled call
+        # per enqueue, a system call only when it is armed.
+        self.wake = ring.notifier(WAIT_DATA)
+        self.waiter = -1  # our index as a sleeper for room (full: block), see Walk
 
     def __call__(self, burst: Burst) -> None:
         """Enqueue the burst; what does not fit waits (block) or is dropped."""
@@ -274,6 +283,8 @@ class RingOutlet:
             )
         n = burst.n
         sent = 0 if self.backlog_n else self.ring.enqueue_burst(burst.array, n)
+        if sent:
+            self.wake()
         if sent == n:
             return
         if not self.block:
@@ -292,6 +303,7 @@ class RingOutlet:
         """Move backlog into the ring; how many moved."""
         k = self.ring.enqueue_burst(self.backlog, self.backlog_n)
         if k:
+            self.wake()
             left = self.backlog_n - k
             self.backlog[:left] = self.backlog[k : self.backlog_n]
             self.backlog_n = left
@@ -308,6 +320,7 @@ class RingOutlet:
         if not self.finished:
             self.finished = True
             self.control.mark_finished(self.flag)
+            self.wake()  # a consumer asleep on the empty ring looks at the flag
 
     def publish(self) -> None:
         self.control.publish_edge(self.flag, self.drops, self.backlog_n)
@@ -326,6 +339,7 @@ class RingInlet:
         burst_size: int,
         control: Control,
         flags: Sequence[int],
+        block: bool,
     ) -> None:
         self.name = name
         self.ring = ring
@@ -333,12 +347,17 @@ class RingInlet:
         self.rx = Burst(np.empty(burst_size, np.uint32), pool)
         self.control = control
         self.flags = list(flags)  # one per producer instance
+        # full: block producers may sleep for room: wake them after each dequeue.
+        self.wake = ring.notifier(WAIT_ROOM) if block else None
+        self.waiter = -1  # our index as a sleeper for handles, see Walk
 
     def poll(self) -> int:
         """Deliver one burst from the ring to the consumer; how many handles."""
         rx = self.rx
         k = self.ring.dequeue_burst(rx.array, rx.capacity)
         if k:
+            if self.wake is not None:
+                self.wake()
             rx.n, rx.nbytes = k, -1
             self.inlet.deliver(rx)
         return k
@@ -409,22 +428,30 @@ class Walk:
         self.has_async = False
         self.packets = 0  # handles the sources made
         self.started = self.ended = 0.0
+        # What an idle walk sleeps on when it waits for rings (made in run()).
+        self.waker: Waker | None = None
+        self._woken: asyncio.Future[None] | None = None
+        self.sleeps = 0  # times it slept on the waker (idle figures)
 
     def request_stop(self) -> None:
         """Stop polling sources; the walk drains its inputs and ends."""
         self.stopping = True
+        self._wake_up()
 
     def abort(self) -> None:
         """End soon without waiting for other lcores (one of them died)."""
         self.stopping = self.aborted = True
+        self._wake_up()
 
     async def run(self, count: int | None = None) -> None:
         """Walk until every stage here is finished (``count``: stop the sources after it)."""
         self.started = time.perf_counter()
+        self._sleep_on_rings()
         try:
             await self._rounds(count)
         finally:
             self.ended = time.perf_counter()
+            self._stop_sleeping_on_rings()
 
     def publish(self) -> None:
         """Copy this lcore's counters into the control block (other processes read them)."""
@@ -479,9 +506,82 @@ class Walk:
                 self.poll_mode == "adaptive" and idle_rounds <= _SPIN_ROUNDS
             ):
                 await asyncio.sleep(0)
+            elif self.waker is not None and not (active and not self.stopping):
+                await self._sleep(_LONGEST_RING_SLEEP_S)  # nothing to poll: rings wake us
+            elif self.waker is not None:
+                await self._sleep(pause)  # idle sources: poll them again after the pause
+                pause = min(pause * 2, self.longest_pause)
             else:
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, self.longest_pause)
+
+    # -- sleeping until a ring has handles (or room) --------------------------------
+
+    def _sleep_on_rings(self) -> None:
+        """Register one waker on every input ring and every blocking outlet's ring."""
+        outlets = [outlet for outlet in self.outlets if outlet.block]
+        if not self.inputs and not outlets:
+            return
+        self.waker = waker = Waker()
+        for edge in self.inputs:
+            edge.waiter = edge.ring.add_waiter(WAIT_DATA, waker)
+        for outlet in outlets:
+            outlet.waiter = outlet.ring.add_waiter(WAIT_ROOM, waker)
+        if any(e.waiter < 0 for e in self.inputs) or any(o.waiter < 0 for o in outlets):
+            self._stop_sleeping_on_rings()  # a backend that cannot wake us: poll
+            return
+        asyncio.get_running_loop().add_reader(waker.fd, self._wake_up)
+
+    def _stop_sleeping_on_rings(self) -> None:
+        waker, self.waker = self.waker, None
+        if waker is None:
+            return
+        asyncio.get_running_loop().remove_reader(waker.fd)
+        for edge in self.inputs:
+            if edge.waiter >= 0 and not edge.ring.closed:
+                edge.ring.remove_waiter(WAIT_DATA, edge.waiter)
+            edge.waiter = -1
+        for outlet in self.outlets:
+            if outlet.waiter >= 0 and not outlet.ring.closed:
+                outlet.ring.remove_waiter(WAIT_ROOM, outlet.waiter)
+            outlet.waiter = -1
+        waker.close()
+
+    def _wake_up(self) -> None:
+        if self.waker is not None:
+            self.waker.drain()
+        woken = self._woken
+        if woken is not None and not woken.done():
+            woken.set_result(None)
+
+    async def _sleep(self, timeout: float) -> None:
+        """Sleep until a ring we armed on is signalled, a stop, or ``timeout``.
+
+        Arming sets our need-wakeup bit, fences and looks at the ring again;
+        a ring that changed meanwhile means no sleep. Then the finished flags
+        are read once more: a producer that finished before we armed did not
+        see our bit, and its flag store happened before its notifier's fence.
+        """
+        armed: list[tuple[Ring, int, int]] = []
+        try:
+            for edge in self.inputs:
+                if not edge.ring.arm(WAIT_DATA, edge.waiter):
+                    return
+                armed.append((edge.ring, WAIT_DATA, edge.waiter))
+            for outlet in self.outlets:
+                if outlet.waiter >= 0 and outlet.backlog_n:
+                    if not outlet.ring.arm(WAIT_ROOM, outlet.waiter):
+                        return
+                    armed.append((outlet.ring, WAIT_ROOM, outlet.waiter))
+            if self.stopping or self._finished():
+                return
+            self._woken = asyncio.get_running_loop().create_future()
+            self.sleeps += 1
+            await asyncio.wait({self._woken}, timeout=timeout)
+        finally:
+            self._woken = None
+            for ring, side, index in armed:
+                ring.disarm(side, index)
 
     def _poll(self, source: SourceRun) -> int | None:
         """Poll a sync source once and emit what it made; its count or None."""
