@@ -12,7 +12,8 @@ attach by name); a one-lcore pipeline keeps it in private memory. It holds:
   int64 stores: one writer per row, readers want a recent value, not an
   ordered one), so ``Pipeline.stats()`` reads other processes' counters
   without a message per burst;
-- a row per (ring link, producer instance): the edge's drops and backlog.
+- a row per (ring link, producer instance): the edge's drops and backlog;
+- a row per lcore: the wake-up signals its process sent and how often it slept.
 
 Usage::
 
@@ -46,6 +47,7 @@ store_flag = _compiled(_store_flag_dispatcher)
 # The columns of a stage row (StageStats' slots).
 STAGE_FIELDS = ("packets_in", "bytes_in", "bursts", "handed", "drops", "freed")
 _EDGE_FIELDS = 2  # drops, backlog
+_LCORE_FIELDS = 2  # wake-up signals sent (its process's), sleeps
 
 
 class Control:
@@ -68,17 +70,28 @@ class Control:
             .reshape(len(self.instances), len(STAGE_FIELDS))
         )
         edge_start = flags_bytes + stage_bytes
+        edge_bytes = 8 * _EDGE_FIELDS * len(self.producers)
         self.edge_rows: npt.NDArray[np.int64] = (
-            memory[edge_start : edge_start + 8 * _EDGE_FIELDS * len(self.producers)]
+            memory[edge_start : edge_start + edge_bytes]
             .view(np.int64)
             .reshape(len(self.producers), _EDGE_FIELDS)
+        )
+        lcore_start = edge_start + edge_bytes
+        self._lcore_row = {lcore: i for i, lcore in enumerate(plan.lcores)}
+        # Per lcore: wake-up signals its process sent, and the times it slept.
+        self.lcore_rows: npt.NDArray[np.int64] = (
+            memory[lcore_start : lcore_start + 8 * _LCORE_FIELDS * len(plan.lcores)]
+            .view(np.int64)
+            .reshape(len(plan.lcores), _LCORE_FIELDS)
         )
 
     @staticmethod
     def size(plan: Placement) -> int:
         producers = sum(len(link.producer_lcores) for link in plan.ring_links)
         instances = sum(len(s.lcores) for s in plan.spec.stages.values())
-        return max(64, _round8(4 * producers) + 8 * (len(STAGE_FIELDS) * instances + 2 * producers))
+        words = len(STAGE_FIELDS) * instances + _EDGE_FIELDS * producers
+        words += _LCORE_FIELDS * len(plan.lcores)
+        return max(64, _round8(4 * producers) + 8 * words)
 
     @classmethod
     def private(cls, plan: Placement) -> Control:
@@ -123,6 +136,10 @@ class Control:
     def publish_edge(self, index: int, drops: int, backlog: int) -> None:
         self.edge_rows[index, 0] = drops
         self.edge_rows[index, 1] = backlog
+
+    def publish_lcore(self, lcore: int, signals: int, sleeps: int) -> None:
+        row = self.lcore_rows[self._lcore_row[lcore]]
+        row[0], row[1] = signals, sleeps
 
     def close(self) -> None:
         """Unmap (the creator's close also removes the zone)."""

@@ -464,6 +464,18 @@ class Pipeline:
                 mempools[name] = {"n": pool.n, "in_use": pool.n - avail, "avail": avail}
         return Stats(round(elapsed, 6), stages, edges, mempools)
 
+    def _wakeups(self) -> tuple[int, int]:
+        """Wake-up signals sent and sleeps, all lcores together (their last published values).
+
+        Usage (the bench's): ``signals, sleeps = p._wakeups()``
+        """
+        if self._control is None:
+            return 0, 0
+        if self._walk is not None and self._final is None:
+            self._walk.publish()
+        rows = self._control.lcore_rows
+        return int(rows[:, 0].sum()), int(rows[:, 1].sum())
+
     def __repr__(self) -> str:
         return f"<Pipeline {self.name!r} {self._state}, {len(self.spec.stages)} stages>"
 

@@ -44,7 +44,7 @@ from ._burst_kernels import burst_bytes as _burst_bytes_dispatcher
 from ._burst_kernels import refcnt_add_bulk as _refcnt_dispatcher
 from ._errors import PipelineError
 from ._stage import Burst, Source, Stage
-from ._wakeup import Waker
+from ._wakeup import Waker, signals_sent
 from .abc import WAIT_DATA, WAIT_ROOM
 
 if TYPE_CHECKING:
@@ -460,6 +460,7 @@ class Walk:
             control.publish_stage(stage.ctx.name, lcore, stage.stats)
         for outlet in self.outlets:
             outlet.publish()
+        control.publish_lcore(lcore, signals_sent(), self.sleeps)
 
     async def _rounds(self, count: int | None) -> None:
         idle_rounds, pause = 0, _FIRST_PAUSE_S
