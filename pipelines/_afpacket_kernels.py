@@ -36,7 +36,7 @@ from pktflow._mbuf_layout import (
     H_TIMESTAMP,
     NO_NEXT,
 )
-from pktflow.backends._numba._atomics import load_acquire, store_release
+from pktflow.backends._numba._atomics import load_acquire, store_relaxed, store_release
 
 # linux/if_packet.h
 TP_STATUS_KERNEL = 0
@@ -185,17 +185,21 @@ def rx_ready(status, block_size, cursor):
 
 @njit(
     "int64(uint8[::1], uint32[::1], int64, int64, int64[::1], uint32[:, ::1], uint8[::1], int64,"
-    " uint32[::1], int64, int64[::1])",
+    " uint32[::1], int64, int64, int64[::1])",
     **_JIT,
 )
-def tx_burst(ring, status, frame_size, frames, cursor, words, data, stride, handles, n, counts):
+def tx_burst(
+    ring, status, frame_size, frames, cursor, words, data, stride, handles, n, longest, counts
+):
     """Copy packets ``handles[:n]`` into free TX frames and hand them to the kernel.
 
     Walks every segment of a chain. Stops at the first frame the kernel still
     owns (the ring is full until it sends); returns how many of the handles
-    it dealt with (queued, or skipped as too long). A packet longer than a
-    frame's room is skipped and counted (``C_TOO_LONG``), as are frames the
-    kernel refused earlier (``C_TX_ERRORS``).
+    it dealt with (queued, or skipped). A packet longer than a frame's room or
+    than ``longest`` (the MTU plus the Ethernet header; 4 more for a VLAN-tagged
+    frame, as the kernel allows) is skipped and counted (``C_TOO_LONG``): the
+    kernel would drop it silently. A frame the kernel marked refused is counted
+    (``C_TX_ERRORS``) and reused.
     """
     room = frame_size - T2_DATA
     i = 0
@@ -206,15 +210,20 @@ def tx_burst(ring, status, frame_size, frames, cursor, words, data, stride, hand
         state = load_acquire(status, base // 4 + T2_STATUS // 4)
         if state == TP_STATUS_WRONG_FORMAT:
             counts[C_TX_ERRORS] += 1
+            store_relaxed(status, base // 4 + T2_STATUS // 4, TP_STATUS_AVAILABLE)  # ours now
         elif state != TP_STATUS_AVAILABLE:
             break  # still queued or being sent: the ring is full
         h = np.int64(handles[i])
         pkt_len = np.int64(words[h, H_PKT_LEN])
         i += 1
-        if pkt_len > room:
+        first = np.int64(words[h, H_DIRECT]) * stride + np.int64(words[h, H_BUF] >> 16)
+        limit = longest
+        if (words[h, H_DATA] & 0xFFFF) >= 14:
+            ethertype = (np.int64(data[first + 12]) << 8) | np.int64(data[first + 13])
+            if ethertype == 0x8100 or ethertype == 0x88A8:
+                limit += 4
+        if pkt_len > room or pkt_len > limit:
             counts[C_TOO_LONG] += 1
-            if state == TP_STATUS_WRONG_FORMAT:
-                store_release(status, base // 4 + T2_STATUS // 4, TP_STATUS_AVAILABLE)
             continue
         at = base + T2_DATA
         left = pkt_len

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import mmap
 import socket
 import struct
@@ -65,9 +66,11 @@ PACKET_RX_RING = 5
 PACKET_STATISTICS = 6
 PACKET_VERSION = 10
 PACKET_TX_RING = 13
+PACKET_LOSS = 14
 PACKET_FANOUT = 18
 PACKET_QDISC_BYPASS = 20
 PACKET_MR_PROMISC = 1
+SIOCGIFMTU = 0x8921
 TPACKET_V2 = 1
 TPACKET_V3 = 2
 ETH_P_ALL = 0x0003
@@ -339,7 +342,9 @@ class AfpacketSink(pktflow.Stage):
     ``send()`` per burst tells the kernel to transmit the queued frames.
     When the ring is full the sink waits for the kernel (at most 100 ms),
     then drops and counts what still does not fit. Packets longer than a
-    frame (``frame_size`` - 32 bytes) are dropped and counted in ``too_long``.
+    frame (``frame_size`` - 32 bytes) or than the interface's MTU allows
+    (the kernel would drop them without a word) are dropped and counted in
+    ``too_long``.
 
     Options:
         interface: The network interface to send on (``ip link``).
@@ -383,6 +388,8 @@ class AfpacketSink(pktflow.Stage):
         self._map: mmap.mmap | None = None
         self._sock: socket.socket | None = None
         self.full_drops = 0
+        self.mtu = 0
+        self._longest = 0
 
     async def start(self) -> None:
         sock = _packet_socket("afpacket_sink")
@@ -390,6 +397,9 @@ class AfpacketSink(pktflow.Stage):
         _setsockopt(sock, PACKET_VERSION, TPACKET_V2, f"{what}: TPACKET_V2")
         if self.qdisc_bypass:
             _setsockopt(sock, PACKET_QDISC_BYPASS, 1, f"{what}: qdisc bypass")
+        # A frame the kernel refuses (longer than the MTU) is marked and skipped, not an
+        # error that stops the kick: the others still leave; the sink counts it.
+        _setsockopt(sock, PACKET_LOSS, 1, f"{what}: PACKET_LOSS")
         # struct tpacket_req: block size, blocks, frame size, frames.
         req = struct.pack(
             "4I", self.block_size, self.frames * self.frame_size // self.block_size,
@@ -413,6 +423,13 @@ class AfpacketSink(pktflow.Stage):
         self._ring = np.frombuffer(self._map, np.uint8)
         self._status = np.frombuffer(self._map, np.uint32)
         self._sock = sock
+        # The kernel drops a frame over the MTU (plus the Ethernet header) without a
+        # word (PACKET_LOSS): the sink checks the length first, and counts what it drops.
+        ifreq = fcntl.ioctl(
+            sock.fileno(), SIOCGIFMTU, struct.pack("16si12x", self.interface.encode(), 0)
+        )
+        self.mtu = struct.unpack_from("i", ifreq, 16)[0]
+        self._longest = self.mtu + 14
 
     @property
     def sent(self) -> int:
@@ -426,7 +443,7 @@ class AfpacketSink(pktflow.Stage):
 
     @property
     def too_long(self) -> int:
-        """Packets dropped: longer than a ring frame holds."""
+        """Packets dropped: longer than a ring frame holds, or than the interface's MTU."""
         return int(self._counts[kernels.C_TOO_LONG])
 
     @property
@@ -443,7 +460,8 @@ class AfpacketSink(pktflow.Stage):
             done += int(
                 _tx_burst(
                     self._ring, self._status, self.frame_size, self.frames, self._cursor,
-                    words, data, stride, burst.array[done:n], n - done, self._counts,
+                    words, data, stride, burst.array[done:n], n - done, self._longest,
+                    self._counts,
                 )
             )  # fmt: skip
             if done == n:

@@ -104,6 +104,28 @@ def test_sink_to_source_over_veth_every_frame_byte_for_byte(netns: Netns, tmp_pa
     assert stats["mempools"]["pkts"]["in_use"] == 0
 
 
+def test_a_frame_longer_than_the_mtu_is_counted_and_the_others_still_leave(
+    netns: Netns, tmp_path: Path
+):
+    sent = frames(20)
+    sent[7] = sent[7][:14] + bytes(1600 - 14)  # over the veth's 1500-byte MTU
+    write_pcap(tmp_path / "in.pcap", sent)
+    spec = {
+        "name": "mtu",
+        "stages": {
+            "replay": {"type": "pcap_source", "path": str(tmp_path / "in.pcap")},
+            "tx": {"type": "afpacket_sink", "inputs": ["replay"], "interface": netns.a},
+            "rx": {"type": "afpacket_source", "interface": netns.b, "count": 19},
+            "save": {"type": "pcap_sink", "inputs": ["rx"], "path": str(tmp_path / "out.pcap")},
+        },
+    }
+    pipeline, stats = run_in(netns, spec, duration=10)
+    assert read_pcap(tmp_path / "out.pcap") == sent[:7] + sent[8:]
+    tx = pipeline.stage("tx")
+    assert (tx.too_long, tx.tx_errors, tx.sent) == (1, 0, 19)
+    assert stats["mempools"]["pkts"]["in_use"] == 0
+
+
 def test_a_fanout_group_splits_the_frames_between_its_sockets(netns: Netns):
     n = 20_000
     spec = {

@@ -70,13 +70,16 @@ def udp_client(parent: Parent) -> None:
         parent.send(Span(start, end, replies))
 
 
-def afpacket_sender(parent: Parent, netns: Netns, burst: int) -> None:
+SENDER_BURST = 256  # the flood's bursts: fewer kicks, a faster sender than at 32
+
+
+def afpacket_sender(parent: Parent, netns: Netns) -> None:
     """Floods ``netns.a``: serves ("send", seconds) jobs until None, answering frames sent."""
     import pktflow
 
     spec: dict[str, Any] = {
         "name": "pktflow-bench-io-sender",
-        "runtime": {"burst": burst, "poll": "busy"},
+        "runtime": {"burst": SENDER_BURST, "poll": "busy"},
         "mempools": {"pkts": {"n": 8191, "cache_size": 256}},
         "stages": {
             "gen": {"type": "generator", "size": FRAME_SIZE, "flows": 64},
@@ -96,7 +99,9 @@ def afpacket_sender(parent: Parent, netns: Netns, burst: int) -> None:
 def scapy_sniffer(parent: Parent, netns: Netns) -> None:
     """scapy ``sniff`` on ``netns.b``: serves ("sniff", seconds) jobs until None."""
     with netns.entered():
-        from scapy.sendrecv import sniff  # imported here: scapy lists the namespace's links
+        # Imported here, inside the namespace, so scapy lists its links; scapy.all as a
+        # user imports it, so sniff dissects Ethernet and IP as it would for them.
+        from scapy.all import sniff
 
         parent.ready()
         while (job := parent.receive()) is not None:

@@ -290,12 +290,12 @@ def _sniff_trial(veth: _Veth, seconds: float) -> Span:
 
 
 @contextmanager
-def _veth(burst: int, scapy: bool) -> Iterator[_Veth]:
+def _veth(scapy: bool) -> Iterator[_Veth]:
     """The namespace, the flooding sender and (with ``scapy``) the sniffer, for the run."""
     with ExitStack() as stack:
         netns = stack.enter_context(veth_netns())
         sender = stack.enter_context(
-            Worker(afpacket_sender, (netns, burst), name="io-sender", cpu=cpu_for(1))
+            Worker(afpacket_sender, (netns,), name="io-sender", cpu=cpu_for(1))
         )
         sender.wait_ready(timeout=120)
         sniffer = None
@@ -407,7 +407,7 @@ def _measure_all(
             else:
                 notes.append(f"scapy rows skipped: {scapy_missing}")
             try:
-                veth = stack.enter_context(_veth(burst, scapy_missing is None))
+                veth = stack.enter_context(_veth(scapy_missing is None))
             except NetnsUnavailable as exc:
                 notes.append(f"AF_PACKET rows skipped: {exc}")
             else:
