@@ -131,7 +131,8 @@ class Control:
         row[:] = [getattr(stats, field) for field in STAGE_FIELDS]
 
     def stage_row(self, name: str, lcore: int) -> npt.NDArray[np.int64]:
-        return self.stage_rows[self._instance_row[(name, lcore)]]
+        row: npt.NDArray[np.int64] = self.stage_rows[self._instance_row[(name, lcore)]]
+        return row
 
     def publish_edge(self, index: int, drops: int, backlog: int) -> None:
         self.edge_rows[index, 0] = drops

@@ -149,7 +149,9 @@ class _Attached:
         register_lcore()
         self.registered = True
         for name, shared in job.pools.items():
-            self.pools[name] = PktmbufPool.lookup(shared)
+            pool = PktmbufPool.lookup(shared)
+            assert isinstance(pool, PktmbufPool)  # lookup is typed as the base class's
+            self.pools[name] = pool
         for link in plan.ring_links:
             if link.consumer_lcore == job.lcore or job.lcore in link.producer_lcores:
                 self.rings[link.index] = Ring.lookup(link.ring_name(job.tag))

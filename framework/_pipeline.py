@@ -336,6 +336,7 @@ class Pipeline:
 
     def _pool_backend(self, name: str, backend: str | None) -> str | None:
         """The pool's backend: a shared one when stages run on several lcores."""
+        assert self._plan is not None
         if not self._plan.multi:
             return backend
         if backend is None:

@@ -50,6 +50,9 @@ def test_json_has_rows_ratios_and_targets(capsys: pytest.CaptureFixture[str]) ->
             ("run to completion", "numba"),
             ("ring on every edge", "numba"),
             ("3 tasks, lists of frames", "asyncio.Queue (uvloop)"),
+            ("sharded", "hugepage"),
+            ("split", "hugepage"),
+            ("2 processes, lists of frames", "multiprocessing.Queue"),
         )
     }
     for row in rows:
@@ -59,20 +62,29 @@ def test_json_has_rows_ratios_and_targets(capsys: pytest.CaptureFixture[str]) ->
         assert row["handles_per_run"] % row["burst"] == 0  # whole bursts
     # Walk vs peer and vs rings at each burst; burst 32's peer ratio carries the target.
     ratios = {r["label"]: r for r in printed["ratios"]}
-    assert len(ratios) == 4
+    assert len(ratios) == 10
     assert all(r["ratio"] > 0 and r["met"] in (True, False, None) for r in ratios.values())
     headline = ratios["numba run to completion vs asyncio.Queue peer, burst 32"]
     assert headline["target"] == 4.0 and isinstance(headline["met"], bool)
     assert ratios["numba run to completion vs asyncio.Queue peer, burst 8"]["target"] is None
+    assert ratios["2 lcores sharded vs numba on 1 lcore, burst 32"]["target"] == 1.6
+    assert ratios["2 lcores sharded vs multiprocessing.Queue peer, burst 32"]["target"] == 10.0
     (target,) = printed["targets"]
     assert target["minimum"] == 8e6 and target["value"] > 0 and isinstance(target["met"], bool)
     settings = printed["settings"]
     assert settings["bursts"] == [32, 8] and settings["repeats"] == 1 and settings["quick"]
     assert settings["backends"] == ["numba"]
     assert settings["first_start_s"] > 0
-    assert len(settings["start_s"]) == 4 and all(s > 0 for s in settings["start_s"].values())
+    assert len(settings["start_s"]) == 8 and all(s > 0 for s in settings["start_s"].values())
+    assert set(settings["idle_cpu_percent"]) == {"adaptive", "interrupt"}
+    assert all(0 <= pct < 100 for pct in settings["idle_cpu_percent"].values())
+    wakeup = settings["wakeup"]
+    assert wakeup["lost"] == 0
+    assert wakeup["pipe_floor"]["p50_us"] > 0 and wakeup["uvloop"]["p50_us"] > 0
+    assert len(settings["wakeup_syscalls_per_1000_bursts"]) == 4
     notes = " ".join(printed["notes"])
     assert "stats.elapsed_s" in notes and "start-up" in notes and "µs per burst" in notes
+    assert "idle: an lcore waiting on an empty edge" in notes and "floor" in notes
     assert _bench_zones() == before  # every pool and ring was closed
     assert pktflow.lcore_id() == pktflow.LCORE_ID_ANY  # the run gave its lcore back
 

@@ -15,6 +15,21 @@ parse -> counter, a drop sink on ``parse.invalid``; 64-byte UDP frames over
   ``asyncio.Queue``s passing lists of ``burst`` frames (``bytes``), headers
   unpacked with ``struct`` (``_asyncio_pipeline``).
 
+and on two lcores (a worker process pinned to the second CPU, a shared
+``hugepage`` mempool), the two shapes DESIGN §6 offers:
+
+- ``2 lcores, sharded``: every stage on ``lcore: [0, 1]``, one copy of the
+  whole graph per lcore, the generator's count and flows split between them;
+- ``2 lcores, split``: the generator on lcore 0, the rest on lcore 1,
+  joined by a hugepage ring whose consumer sleeps on its waker when idle;
+- the peer, ``multiprocessing.Queue``: the same split written with two
+  spawned processes passing lists of frames (``_mp_queue_pipeline``).
+
+After the rows, the idle and wake-up figures: the CPU an lcore uses while
+it waits on an empty edge (adaptive and interrupt, over 5 s), and the
+wake-up latency of a sleeping consumer beside a pipe's floor
+(``bench.wakeup``).
+
 pktflow rows go through the public API (``Pipeline.from_dict``, ``start``,
 ``wait``, ``stop``) on an ``asyncio.Runner`` over uvloop; a rate is the
 packets the counter counted over ``stats.elapsed_s``, the walk's own time
@@ -36,11 +51,15 @@ from rich.console import Console
 
 import pktflow
 from pktflow._affinity import cpu_for, pinned
+from pktflow._wakeup import signals_sent
 
 from ._asyncio_pipeline import frames, run_peer
 from ._command import Progress, run_bench
+from ._idle import idle_cpu
 from ._measure import MIN_RUNS, Case, Row, Span, measure, row_key
+from ._mp_queue_pipeline import run_mp_queue_peer
 from ._report import Comparison, Target
+from .wakeup import measure_wakeup
 
 __all__ = [
     "BACKENDS",
@@ -67,6 +86,12 @@ PIPELINE_NAME = "pktflow-bench-quickstart"  # zones of a crashed run are recogni
 # Targets (issue 6): the walk at burst 32 against the peer, and absolute.
 PEER_RATIO_TARGET = 4.0
 WALK_TARGET = 8e6
+# Targets (issue 8): two sharded lcores against one, and against multiprocessing.Queue.
+SHARDED_RATIO_TARGET = 1.6
+MP_PEER_RATIO_TARGET = 10.0
+SHARED_BACKEND = "hugepage"  # the mempool of the 2-lcore rows: shared between processes
+IDLE_S = {"quick": 1.0, "full": 5.0}  # how long the idle CPU of an lcore is measured
+WAKEUP_ROUNDS = {"quick": 300, "full": 2000}
 
 # Row names (the backend column holds the mempool backend, or the peer's queue).
 WALK = "run to completion"
@@ -74,6 +99,11 @@ RINGS = "ring on every edge"
 ONE_LCORE = "1 lcore"
 PEER_NAME = "3 tasks, lists of frames"
 PEER = "asyncio.Queue (uvloop)"
+TWO_LCORES = "2 lcores"
+SHARDED = "sharded"
+SPLIT = "split"
+MP_PEER_NAME = "2 processes, lists of frames"
+MP_PEER = "multiprocessing.Queue"
 
 
 class Settings(NamedTuple):
@@ -88,24 +118,42 @@ QUICK = Settings(bursts=[32, 128], run_s=0.1, repeats=MIN_RUNS)
 FULL = Settings(bursts=[32, 128], run_s=0.3, repeats=7)
 
 
-def quickstart_spec(burst: int, count: int, *, backend: str, rings: bool) -> dict[str, Any]:
+def quickstart_spec(
+    burst: int, count: int, *, backend: str, rings: bool = False, shape: str | None = None
+) -> dict[str, Any]:
     """The quickstart graph as ``Pipeline.from_dict`` takes it, sending ``count`` packets.
 
     ``backend`` is the mempool's backend; with ``rings`` every stage's input
-    edge is an in-process numba ring instead of a direct hand-over.
+    edge is an in-process numba ring instead of a direct hand-over. ``shape``
+    puts it on two lcores: ``"sharded"`` (every stage on lcores 0 and 1) or
+    ``"split"`` (the generator on lcore 0, the rest on lcore 1).
 
-    Usage: ``pktflow.Pipeline.from_dict(quickstart_spec(32, 10**6, backend="numba", rings=False))``
+    Usage: ``pktflow.Pipeline.from_dict(quickstart_spec(32, 10**6, backend="numba"))``
     """
     edge = {"edge": dict(EDGE_RING)} if rings else {}
+    gen_lcore: dict[str, Any] = {}
+    rest_lcore: dict[str, Any] = {}
+    if shape == SHARDED:
+        gen_lcore = rest_lcore = {"lcore": [0, 1]}
+    elif shape == SPLIT:
+        rest_lcore = {"lcore": 1}
+    elif shape is not None:
+        raise pktflow.PktflowValueError(f"shape is sharded, split or None, not {shape!r}")
     return {
         "name": PIPELINE_NAME,
         "runtime": {"burst": burst, "poll": "adaptive"},
         "mempools": {"pkts": {**POOL, "backend": backend}},
         "stages": {
-            "gen": {"type": "generator", "count": count, "size": FRAME_SIZE, "flows": FLOWS},
-            "parse": {"type": "parse", "inputs": ["gen"], **edge},
-            "count": {"type": "counter", "inputs": ["parse"], **edge},
-            "bad": {"type": "drop", "inputs": ["parse.invalid"], **edge},
+            "gen": {
+                "type": "generator",
+                "count": count,
+                "size": FRAME_SIZE,
+                "flows": FLOWS,
+                **gen_lcore,
+            },
+            "parse": {"type": "parse", "inputs": ["gen"], **edge, **rest_lcore},
+            "count": {"type": "counter", "inputs": ["parse"], **edge, **rest_lcore},
+            "bad": {"type": "drop", "inputs": ["parse.invalid"], **edge, **rest_lcore},
         },
     }
 
@@ -120,6 +168,14 @@ def _rings_key(backend: str, burst: int) -> str:
 
 def _peer_key(burst: int) -> str:
     return row_key(PEER, None, PEER_NAME, burst)
+
+
+def _two_key(shape: str, burst: int) -> str:
+    return row_key(SHARED_BACKEND, TWO_LCORES, shape, burst)
+
+
+def _mp_peer_key(burst: int) -> str:
+    return row_key(MP_PEER, None, MP_PEER_NAME, burst)
 
 
 def comparisons(backends: Sequence[str], bursts: Sequence[int]) -> list[Comparison]:
@@ -145,7 +201,26 @@ def comparisons(backends: Sequence[str], bursts: Sequence[int]) -> list[Comparis
                 _walk_key(backend, b),
                 _rings_key(backend, b),
             ),
+            Comparison(
+                f"2 lcores sharded vs {backend} on 1 lcore, burst {b}",
+                _two_key(SHARDED, b),
+                _walk_key(backend, b),
+                SHARDED_RATIO_TARGET if b == HEADLINE_BURST else None,
+            ),
+            Comparison(
+                f"2 lcores split vs {backend} on 1 lcore, burst {b}",
+                _two_key(SPLIT, b),
+                _walk_key(backend, b),
+            ),
         )
+    ] + [
+        Comparison(
+            f"2 lcores sharded vs multiprocessing.Queue peer, burst {b}",
+            _two_key(SHARDED, b),
+            _mp_peer_key(b),
+            MP_PEER_RATIO_TARGET if b == HEADLINE_BURST else None,
+        )
+        for b in sorted({HEADLINE_BURST, *bursts})
     ]
 
 
@@ -168,11 +243,15 @@ def targets(backends: Sequence[str]) -> list[Target]:
 
 
 class _Builds:
-    """How long ``await p.start()`` took, per row (sizing and warm-up included, in order)."""
+    """How long ``await p.start()`` took, per row (sizing and warm-up included, in order).
+
+    Also the wake-up system calls per 1,000 bursts of each run of a 2-lcore row.
+    """
 
     def __init__(self) -> None:
         self.first: float | None = None  # the first pipeline of the run: from_dict + start
         self.by_key: dict[str, list[float]] = {}
+        self.signals: dict[str, list[float]] = {}
 
     def median(self, key: str, last: int) -> float | None:
         """The median of the row's last ``last`` builds (its timed runs)."""
@@ -184,6 +263,7 @@ async def _run_pipeline(spec: dict[str, Any], builds: _Builds, key: str) -> Span
     """Build, run and tear down one pipeline; the span of its walk, in packets counted."""
     before = perf_counter()
     p = pktflow.Pipeline.from_dict(spec)
+    signals_before = signals_sent()  # this process's count runs on; the workers' starts at 0
     started = perf_counter()
     await p.start()
     built = perf_counter()
@@ -191,9 +271,12 @@ async def _run_pipeline(spec: dict[str, Any], builds: _Builds, key: str) -> Span
     if builds.first is None:
         builds.first = built - before
     await p.wait()
+    signals = p._wakeups()[0] - signals_before
     stats = await p.stop()
     packets = stats.stages["count"]["packets_in"]
     sent = spec["stages"]["gen"]["count"]
+    bursts = max(1, sent // spec["runtime"]["burst"])
+    builds.signals.setdefault(key, []).append(signals / bursts * 1000)
     if packets != sent:
         raise pktflow.PipelineError(f"{key}: the counter saw {packets} of {sent} packets")
     # The walk's own time: from its first poll to the end of its drain.
@@ -207,6 +290,18 @@ def _pipeline_trial(
     key = row_key(backend, ONE_LCORE, RINGS if rings else WALK, burst)
     spec = quickstart_spec(burst, count, backend=backend, rings=rings)
     return runner.run(_run_pipeline(spec, builds, key))
+
+
+def _two_lcores_trial(
+    runner: asyncio.Runner, builds: _Builds, shape: str, burst: int, count: int
+) -> Span:
+    """One run of the quickstart graph on two lcores (``shape``: sharded or split)."""
+    spec = quickstart_spec(burst, count, backend=SHARED_BACKEND, shape=shape)
+    return runner.run(_run_pipeline(spec, builds, _two_key(shape, burst)))
+
+
+def _mp_queue_trial(templates: list[bytes], burst: int, count: int) -> Span:
+    return run_mp_queue_peer(templates, count, burst, QUEUE_MAXSIZE)
 
 
 def _run_asyncio_peer(
@@ -263,6 +358,17 @@ def _cases(
         peer = partial(_run_asyncio_peer, runner, templates, burst)
         note = f"lists of {burst} frames, queues of {QUEUE_MAXSIZE} lists"
         cases.append(case(PEER_NAME, "peer", PEER, None, burst, note, peer))
+        if not backends:
+            continue  # the 2-lcore rows compare with a 1-lcore row
+        for shape, note in (
+            (SHARDED, "the whole graph on each lcore"),
+            (SPLIT, "generator | ring | parse, counter"),
+        ):
+            trial = partial(_two_lcores_trial, runner, builds, shape, burst)
+            cases.append(case(shape, "pktflow", SHARED_BACKEND, TWO_LCORES, burst, note, trial))
+        mp_peer = partial(_mp_queue_trial, templates, burst)
+        note = f"2 spawned processes, a queue of {QUEUE_MAXSIZE} lists"
+        cases.append(case(MP_PEER_NAME, "peer", MP_PEER, None, burst, note, mp_peer))
     return cases
 
 
@@ -281,6 +387,7 @@ def _measure_all(
     per burst; ``run_bench`` reads both after this returns.
     """
     builds = _Builds()
+    seconds = IDLE_S["quick" if settings.run_s < FULL.run_s else "full"]
     was_lcore = pktflow.lcore_id() != pktflow.LCORE_ID_ANY
     pktflow.register_lcore()
     try:
@@ -290,6 +397,10 @@ def _measure_all(
         ):
             cases = _cases(settings, backends, runner, builds, progress)
             rows = measure(cases, settings.repeats, progress)
+            idle = {}
+            for poll in ("adaptive", "interrupt") if backends else ():
+                progress(f"idle CPU of an lcore on an empty edge, poll {poll}")
+                idle[poll] = runner.run(idle_cpu(poll, seconds))
     finally:
         if not was_lcore:
             pktflow.unregister_lcore()
@@ -300,7 +411,46 @@ def _measure_all(
     results["first_start_s"] = builds.first
     notes.extend(_build_notes(starts, builds.first, backends))
     notes.extend(_cost_notes(rows))
+    if not backends:
+        return rows
+    progress("wake-up latency of a sleeping consumer, beside a pipe's floor")
+    wakeup = measure_wakeup(WAKEUP_ROUNDS["quick" if settings.run_s < FULL.run_s else "full"])
+    signals = {
+        key: statistics.median(values[-settings.repeats :])
+        for key, values in builds.signals.items()
+        if TWO_LCORES in key
+    }
+    results["idle_cpu_percent"] = idle
+    results["idle_s"] = seconds
+    results["wakeup"] = wakeup
+    results["wakeup_syscalls_per_1000_bursts"] = signals
+    notes.extend(_wake_notes(idle, seconds, wakeup, signals))
     return rows
+
+
+def _wake_notes(
+    idle: dict[str, float], seconds: float, wakeup: dict[str, Any], signals: dict[str, float]
+) -> list[str]:
+    """The idle and wake-up figures (issue 8's targets beside each)."""
+    idle_text = ", ".join(f"{poll} {pct:.2f} %" for poll, pct in idle.items())
+    floor = wakeup["pipe_floor"]["p50_us"]
+    by_loop = wakeup["uvloop"]
+    by_poll = wakeup["poll"]
+    busy = ", ".join(f"{key}: {value:.2f}" for key, value in signals.items())
+    return [
+        f"idle: an lcore waiting on an empty edge used {idle_text} of a CPU over {seconds:g} s "
+        "(target < 1 %; a udp_source on lcore 0 nobody sends to, a counter on lcore 1)",
+        f"wake-up, producer -> sleeping consumer on another CPU ({wakeup['rounds']} rounds): "
+        f"p50 {by_poll['p50_us']:.0f} µs, p99 {by_poll['p99_us']:.0f} µs blocking on the "
+        f"waker's fd; p50 {by_loop['p50_us']:.0f} µs, p99 {by_loop['p99_us']:.0f} µs through "
+        f"a uvloop reader (as the runtime sleeps); the floor, a blocking read() on a pipe "
+        f"between the same CPUs: p50 {floor:.0f} µs, p99 {wakeup['pipe_floor']['p99_us']:.0f} "
+        f"µs; p50 / floor = {by_poll['p50_us'] / floor:.2f} (target <= 2); lost wake-ups: "
+        f"{wakeup['lost']}; a notifier with nobody asleep costs "
+        f"{wakeup['notify_idle_ns']:.0f} ns",
+        f"wake-up system calls per 1,000 bursts in busy 2-lcore pipelines (medians): {busy}; "
+        f"streaming over one ring: {wakeup['signals_per_1000_bursts']:.2f} (target < 1)",
+    ]
 
 
 def _build_notes(
