@@ -5,27 +5,57 @@ from __future__ import annotations
 import os
 import select
 import time
+from typing import Any
+
+import numpy as np
 
 import pktflow
 from pktflow._wakeup import signals_sent
 from pktflow._worker import Parent
 
+BLOCK = 1000  # round trips per phase of ping_pong
+
+
+def _jitted_send() -> Any:
+    """``send(state, one)``: enqueue ``one[0]`` (SP) and notify, in one jitted call.
+
+    No Python between the tail store and the mask load: the narrowest window,
+    where a missing fence shows up most (jitted stage code does the same).
+    """
+    from numba import njit
+
+    from pktflow.backends._numba._kernels import enqueue_burst_sp
+    from pktflow.backends._numba._wakeup_kernels import notify_data
+
+    @njit("int64(uint32[::1], uint32[::1])", nogil=True)  # uncached: no stale kernels
+    def send(state: Any, one: Any) -> int:
+        # A burst over a preallocated array: the one-handle kernels allocate,
+        # and freeing that (an atomic refcount: a locked op) would fence for us.
+        if enqueue_burst_sp(state, one, 1) != 1:
+            return -1
+        return notify_data(state)
+
+    return send
+
 
 def ping_pong(parent: Parent, rx_name: str, tx_name: str, rounds: int, first: bool,
               timeout_ms: int) -> None:  # fmt: skip
-    """One side of a ping-pong over two SP/SC rings, always sleeping when its input is empty.
+    """One side of a ping-pong over two SP/SC rings, sleeping through arm + poll when idle.
 
     ``first`` sends the first ball. Each value received is checked (the
-    expected sequence) and sent back incremented. A lost wake-up shows as a
-    poll that times out with the ring non-empty afterwards (a real timeout
-    with nothing sent cannot happen: the peer always answers). Reports
-    (timeouts, sleeps, signals sent, seconds).
+    expected sequence) and sent back incremented, enqueued and notified in
+    one jitted call. Rounds come in blocks of ``BLOCK``, in turn: both sides
+    sleep whenever their input is empty; only the first side sleeps (the
+    other busy-polls, so its reply lands while the sleeper is arming: the
+    race window); only the other side sleeps. A lost wake-up shows as a poll
+    that times out (the peer always answers, so nothing else times out).
+    Reports (timeouts, sleeps, signals sent, seconds).
     """
     rx, tx = pktflow.Ring.lookup(rx_name), pktflow.Ring.lookup(tx_name)
     waker = pktflow.Waker()
     index = rx.add_waiter(pktflow.WAIT_DATA, waker)
     assert index >= 0, "a hugepage ring must be able to sleep"
-    wake_peer = tx.notifier(pktflow.WAIT_DATA)
+    send, state, one = _jitted_send(), tx.state, np.zeros(1, np.uint32)
     poller = select.poll()
     poller.register(waker.fd, select.POLLIN)
     parent.ready()
@@ -37,11 +67,13 @@ def ping_pong(parent: Parent, rx_name: str, tx_name: str, rounds: int, first: bo
     last = 2 * rounds - 1  # the first side sends the even values, the other the odd ones
     expected = 1 if first else 0
     if first:
-        assert tx.enqueue(0)
-        wake_peer()
+        assert send(state, one) >= 0
     while True:
         value = rx.dequeue()
         if value is None:
+            phase = (expected // 2 // BLOCK) % 3
+            if phase == (2 if first else 1):
+                continue  # this side busy-polls in this block
             if rx.arm(pktflow.WAIT_DATA, index):
                 sleeps += 1
                 if not poller.poll(timeout_ms):
@@ -53,8 +85,8 @@ def ping_pong(parent: Parent, rx_name: str, tx_name: str, rounds: int, first: bo
             raise AssertionError(f"got {value}, expected {expected}")
         if value == last:
             break
-        assert tx.enqueue(value + 1)
-        wake_peer()
+        one[0] = value + 1
+        assert send(state, one) >= 0
         if value + 1 == last:
             break
         expected = value + 2

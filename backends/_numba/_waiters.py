@@ -9,6 +9,7 @@ processes).
 
 from __future__ import annotations
 
+import ctypes
 import os
 import weakref
 from collections.abc import Callable
@@ -23,7 +24,23 @@ from pktflow.abc import ERR_CORRUPT, U32Array
 
 from . import _wakeup_kernels as wk
 from ._atomics import set_wake_handler
-from ._layout import E_FD, E_PID, E_STIME, E_TOKEN, MAX_WAITERS, W_WAITERS, WAITER_WORDS
+from ._layout import (
+    E_FD,
+    E_PID,
+    E_STIME,
+    E_TOKEN,
+    HEADER_WORDS,
+    LAYOUT_VERSION,
+    MAGIC,
+    MAX_WAITERS,
+    W_FLAGS,
+    W_MAGIC,
+    W_SIZE,
+    W_VERSION,
+    W_WAITERS,
+    WAITER_WORDS,
+    state_words,
+)
 
 _SIDES = ("WAIT_DATA", "WAIT_ROOM")
 
@@ -69,11 +86,25 @@ def _reclaim_dead(state: U32Array, side: int) -> int:
     return freed
 
 
+def _state_at(address: int) -> U32Array | None:
+    """The state array at ``address``, for jitted code notifying a ring no handle here set up.
+
+    Not cached: the mapping belongs to whoever passed the array in.
+    """
+    header = np.ctypeslib.as_array((ctypes.c_uint32 * HEADER_WORDS).from_address(address))
+    if int(header[W_MAGIC]) != MAGIC or int(header[W_VERSION]) != LAYOUT_VERSION:
+        return None
+    words = state_words(int(header[W_SIZE]), int(header[W_FLAGS]) & 0x7)
+    return np.ctypeslib.as_array((ctypes.c_uint32 * words).from_address(address))
+
+
 def wake(address: int, side: int, mask: int) -> int:
     """The notifiers' slow path: signal the waiters in ``mask``; how many were reached."""
     state = _states.get(address)
     if state is None:
-        return 0  # the ring was closed in this process while jitted code used it
+        state = _state_at(address)
+        if state is None:
+            return 0
     base = _entries(state, side)
     woken = 0
     while mask:
