@@ -177,11 +177,17 @@ async def _serve(parent: Parent, job: LcoreJob, spec: PipelineSpec) -> None:
     messages: asyncio.Queue[Any] = asyncio.Queue()
 
     def on_message() -> None:
+        ended = False  # the main lcore's None ("exit"), or its end of the pipe closed
         try:
-            while parent.poll():
-                messages.put_nowait(parent.receive())
+            while not ended and parent.poll():
+                message = parent.receive()
+                messages.put_nowait(message)
+                ended = message is None
         except (EOFError, OSError):
             messages.put_nowait(None)
+            ended = True
+        if ended:  # nothing more will come: stop watching the pipe
+            loop.remove_reader(parent.fileno())
 
     try:
         attached = _Attached(job, plan)
@@ -203,11 +209,11 @@ async def _serve(parent: Parent, job: LcoreJob, spec: PipelineSpec) -> None:
     loop.add_reader(parent.fileno(), on_message)
     walk = graph.walk
     # The main lcore hears of a failure at once and stops every lcore.
-    walk.on_failure = lambda error: parent.send(("failure", _report(error)))
+    walk.on_failure = lambda error: _tell(parent, ("failure", _report(error)))
     try:
         parent.ready()
-        first = await messages.get()
-        if first == GO:
+        message = await messages.get()
+        if message == GO:
             publisher = loop.create_task(_publish_now_and_then(graph))
             walk_task = loop.create_task(walk.run(job.count))
             while not walk_task.done():
@@ -226,16 +232,23 @@ async def _serve(parent: Parent, job: LcoreJob, spec: PipelineSpec) -> None:
         stop_error = await graph.stop_stages()
         walk.publish()
         failure = walk.failure or stop_error
-        parent.send(("done", None if failure is None else _report(failure)))
-        # Detach only when the main lcore has read the counters and says so.
+        _tell(parent, ("done", None if failure is None else _report(failure)))
+        # Detach only when the main lcore has read the counters and says so
+        # (None), unless it already did or is gone.
         with contextlib.suppress(asyncio.TimeoutError):
-            while await asyncio.wait_for(messages.get(), _CLOSE_WAIT_S) is not None:
-                pass
+            while message is not None:
+                message = await asyncio.wait_for(messages.get(), _CLOSE_WAIT_S)
     finally:
         loop.remove_reader(parent.fileno())
         if graph.started:
             await graph.stop_stages()
         attached.close()
+
+
+def _tell(parent: Parent, message: Any) -> None:
+    """Send to the main lcore; if it is gone there is nobody to tell (we end anyway)."""
+    with contextlib.suppress(OSError):
+        parent.send(message)
 
 
 def _report(failure: PipelineError) -> tuple[str | None, str, BaseException]:

@@ -20,6 +20,7 @@ import pytest
 
 import pktflow
 from pktflow._info import collect_info
+from pktflow._lcore import release_dead_claims
 from pktflow._memory import list_zones
 
 STAGES = "_lcore_stages"  # tests/_lcore_stages.py, imported by path in the workers
@@ -333,3 +334,37 @@ def test_a_thread_lcore_that_cannot_start_is_one_clear_error():
 def test_runtime_lcores_must_name_an_lcore_in_use():
     with pytest.raises(pktflow.ConfigError, match=r"runtime.lcores.3: no stage runs on lcore 3"):
         pipeline({"gen": {"type": "generator"}}, runtime={"lcores": {3: "thread"}})
+
+
+def test_workers_end_when_the_main_process_is_killed(tmp_path: Path):
+    script = tmp_path / "orphan.py"
+    script.write_text(
+        "import asyncio, pktflow\n"
+        "async def main():\n"
+        "    p = pktflow.Pipeline.from_dict({'name': 'orphan', 'stages': {\n"
+        "        'gen': {'type': 'generator'},\n"
+        "        'count': {'type': 'counter', 'inputs': ['gen'], 'lcore': 1}}})\n"
+        "    await p.start()\n"
+        "    print(p._workers.workers[1].pid, flush=True)\n"
+        "    await asyncio.sleep(120)\n"
+        "if __name__ == '__main__':\n"
+        "    asyncio.run(main())\n"
+    )
+    main = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    assert main.stdout is not None
+    worker = int(main.stdout.readline())
+    main.kill()
+    main.wait(30)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and Path(f"/proc/{worker}").exists():
+        if Path(f"/proc/{worker}/stat").read_text().split()[2] == "Z":
+            break  # a zombie: it ended, only its parent (gone) would reap it
+        time.sleep(0.1)
+    assert not Path(f"/proc/{worker}").exists() or (
+        Path(f"/proc/{worker}/stat").read_text().split()[2] == "Z"
+    ), "the worker outlived its main process"
+    # What `pktflow cleanup` does after a crash: the killed creator's zones, now
+    # that nobody maps them, and its lcore id.
+    pktflow.cleanup_zones()
+    release_dead_claims()
+    assert_nothing_left("orphan")
