@@ -355,6 +355,7 @@ def test_workers_end_when_the_main_process_is_killed(tmp_path: Path):
     worker = int(main.stdout.readline())
     main.kill()
     main.wait(30)
+    main.stdout.close()
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and Path(f"/proc/{worker}").exists():
         if Path(f"/proc/{worker}/stat").read_text().split()[2] == "Z":
