@@ -91,6 +91,14 @@ class Pipeline:
             print(p.stats().as_dict())
     """
 
+    def __new__(cls, spec: PipelineSpec) -> Pipeline:
+        # A spec with cluster: runs as shards on several nodes (pktflow._cluster).
+        if cls is Pipeline and isinstance(spec, PipelineSpec) and spec.cluster is not None:
+            from ._cluster import ClusterPipeline
+
+            return super().__new__(ClusterPipeline)
+        return super().__new__(cls)
+
     def __init__(self, spec: PipelineSpec) -> None:
         if not isinstance(spec, PipelineSpec):
             raise TypeError(

@@ -272,6 +272,7 @@ class StageSpec:
     burst: int
     edge: EdgeSpec
     outputs: tuple[str, ...] = ()  # the class's outputs_for(options)
+    node: int | None = None  # cluster: the one node it runs on; None: every node
 
     @property
     def is_source(self) -> bool:
@@ -445,6 +446,7 @@ class _Checker:
     def __init__(self, file: str | None, lines: dict[Path_, int]) -> None:
         self.file = file
         self.lines = lines
+        self.cluster: ClusterSpec | None = None
 
     def error(self, path: Path_, message: str) -> ConfigError:
         line = None
@@ -494,12 +496,10 @@ class _Checker:
         if not isinstance(name, str) or not _NAME.fullmatch(name):
             raise self.error(("name",), f"a pipeline name is letters, digits, _ and -: {name!r}")
         runtime = self.convert(top.get("runtime"), RuntimeSpec, ("runtime",), "runtime")
-        if top.get("cluster") is not None:
-            self.convert(top["cluster"], ClusterSpec, ("cluster",), "cluster")  # its errors first
-            raise self.error(
-                ("cluster",),
-                "pipelines across machines are not supported by this version of pktflow",
-            )
+        cluster = None
+        if top.get("cluster") is not None:  # laid out over nodes by pktflow._cluster_plan
+            cluster = self.convert(top["cluster"], ClusterSpec, ("cluster",), "cluster")
+        self.cluster = cluster
         mempools = self.mempools(top.get("mempools"))
         raw_stages = self.mapping(top["stages"], ("stages",), "stages")
         if not raw_stages:
@@ -515,6 +515,7 @@ class _Checker:
             runtime=runtime,
             mempools=mempools or {DEFAULT_POOL: MempoolSpec(n=8191)},
             stages=ordered,
+            cluster=cluster,
             file=self.file,
             lines=self.lines,
         )
@@ -574,8 +575,12 @@ class _Checker:
                 raise self.error(where, f"lcore {lcore} is outside 0..{MAX_LCORE - 1}")
         if len(set(lcores)) != len(lcores):
             raise self.error((*path, "lcore"), f"an lcore appears twice in {lcores}")
-        if keys.node is not None:
-            raise self.error((*path, "node"), "node: needs a cluster, which is not supported yet")
+        if keys.node is not None and self.cluster is None:
+            raise self.error((*path, "node"), "node: needs a cluster: section")
+        if keys.node is not None and self.cluster is not None and keys.node >= self.cluster.nodes:
+            raise self.error(
+                (*path, "node"), f"node {keys.node} is outside 0..{self.cluster.nodes - 1}"
+            )
         edge = keys.edge or EdgeSpec()
         if keys.edge is not None:
             if edge.size & (edge.size - 1):
@@ -595,6 +600,7 @@ class _Checker:
             burst=keys.burst or runtime.burst,
             edge=edge,
             outputs=outputs,
+            node=keys.node,
         )
 
     def stage_class(self, type_name: str, path: Path_) -> type[Stage]:

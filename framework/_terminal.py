@@ -25,7 +25,7 @@ from rich.live import Live
 from rich.table import Table
 
 from ._pipeline import Pipeline, Stats
-from ._spec import PipelineSpec
+from ._spec import PipelineSpec, load_spec_file
 
 __all__ = ["graph_table", "run_pipeline_file"]
 
@@ -69,7 +69,12 @@ class _CompileNotice:
 
 
 def run_pipeline_file(
-    path: str | Path, *, duration: float | None, count: int | None, as_json: bool
+    path: str | Path,
+    *,
+    duration: float | None,
+    count: int | None,
+    as_json: bool,
+    cluster: str | None = None,
 ) -> int:
     """Run the pipeline in ``path`` in the foreground; the process exit code.
 
@@ -79,7 +84,12 @@ def run_pipeline_file(
     with _CompileNotice(err):
         from . import _walk  # noqa: F401  (the runtime's kernels: compiled or loaded here)
 
-        pipeline = Pipeline.from_file(path)
+        if cluster is None:
+            pipeline = Pipeline.from_file(path)
+        else:  # --cluster ADDRESS: the YAML's cluster: with this address (or a new one)
+            from ._cluster import with_address
+
+            pipeline = Pipeline(with_address(load_spec_file(path), cluster))
     out = Console()
     try:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
@@ -172,6 +182,14 @@ def rate_table(pipeline: Pipeline, before: Stats, now: Stats) -> Table:
         table.add_row(
             name, str(row["lcore"]), f"{moved:,}", _si(_rate(moved, moved_before, seconds), "pps"),
             _si(bits, "bps") if row["bytes_in"] else "", f"{row['drops']:,}",
+        )  # fmt: skip
+    for node, info in getattr(now, "nodes", {}).items():  # a cluster pipeline's shards
+        moved = sum(_moved(r) for r in info.get("stages", {}).values())
+        old_info = getattr(before, "nodes", {}).get(node, info)
+        moved_before = sum(_moved(r) for r in old_info.get("stages", {}).values())
+        table.add_row(
+            f"node {node} ({info.get('ip')}, {info.get('state')})", "", f"{moved:,}",
+            _si(_rate(moved, moved_before, seconds), "pps"), "", "",
         )  # fmt: skip
     return table
 

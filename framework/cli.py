@@ -76,7 +76,13 @@ def main() -> None:
     "--json", "as_json", is_flag=True,
     help="Print one Stats JSON object per second, the last one final.",
 )  # fmt: skip
-def run(file: str, duration: float | None, count: int | None, as_json: bool) -> None:
+@click.option(
+    "--cluster", metavar="ADDRESS",
+    help="Run on a Ray cluster: local, auto or host:port (overrides the YAML's cluster.address).",
+)  # fmt: skip
+def run(
+    file: str, duration: float | None, count: int | None, as_json: bool, cluster: str | None
+) -> None:
     """Run the pipeline in FILE (YAML) until its sources end, --count or --duration.
 
     A live per-stage table shows rates while it runs (on a terminal); Ctrl-C
@@ -89,7 +95,9 @@ def run(file: str, duration: float | None, count: int | None, as_json: bool) -> 
     """
     from ._terminal import run_pipeline_file
 
-    sys.exit(run_pipeline_file(file, duration=duration, count=count, as_json=as_json))
+    sys.exit(
+        run_pipeline_file(file, duration=duration, count=count, as_json=as_json, cluster=cluster)
+    )
 
 
 @main.command()
@@ -359,6 +367,16 @@ _bench_command(
 
     \f
     Usage: ``pktflow bench pipeline --burst 32 --json``
+    """,
+)  # fmt: skip
+_bench_command(
+    "cluster", "Mempool", "Packets per burst (the first one; default 32).",
+    "cluster:run_cluster_bench",
+    """A remote edge between two local Ray nodes in packets/s and MB/s, beside raw pyzmq and
+    Ray actor calls per burst (needs pktflow[cluster]).
+
+    \f
+    Usage: ``pktflow bench cluster --repeats 3``
     """,
 )  # fmt: skip
 _bench_command(

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -243,10 +244,22 @@ def _afpacket_capture(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterat
     assert (tmp_path / "capture.pcap").stat().st_size > 24 + 1000 * 16
 
 
+@contextlib.contextmanager
+def _two_nodes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """address: local starts a 2-node Ray cluster here (pktflow[cluster]) and removes it after."""
+    monkeypatch.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # before ray is imported
+    pytest.importorskip("ray", reason="two-nodes.yaml needs Ray: pip install 'pktflow[cluster]'")
+    pytest.importorskip("zmq", reason="two-nodes.yaml needs pyzmq: pip install 'pktflow[cluster]'")
+    before = set(Path(tempfile.gettempdir()).glob("pktray-*"))
+    yield
+    assert set(Path(tempfile.gettempdir()).glob("pktray-*")) == before  # its temp dir went
+
+
 EXAMPLE_SETUPS = {
     "pcap-filter.yaml": _pcap_filter,
     "udp-echo.yaml": _udp_echo,
     "afpacket-capture.yaml": _afpacket_capture,
+    "two-nodes.yaml": _two_nodes,
 }
 
 

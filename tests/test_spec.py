@@ -469,13 +469,13 @@ CASES = [
     ),
     pytest.param(
         edit("[parse]}", "[parse], node: 0}"), 8, "stages.count.node",
-        ["needs a cluster", "not supported"],
-        id="node-refused",
+        ["node: needs a cluster: section"],
+        id="node-without-cluster",
     ),
     pytest.param(
-        add("cluster: {engine: ray, address: local, nodes: 2}"), 9, "cluster",
-        ["pipelines across machines are not supported"],
-        id="cluster-refused",
+        add("cluster: {engine: ray, address: local, nodes: 0}"), 9, "cluster.nodes",
+        ["expected int >= 1"],
+        id="cluster-no-nodes",
     ),
     pytest.param(
         add("cluster: {engin: ray}"), 9, "cluster.engin",

@@ -1,0 +1,298 @@
+"""The stages the cluster driver inserts into each node's pipeline.
+
+- ``RemoteSend`` (a sink, on the producer's node and lcores): packs each
+  burst into one message (``_cluster_kernels.pack``), sends it without
+  blocking the lcore forever, frees the mbufs; what it could not send is
+  dropped and counted. Its ``stop()`` sends the end-of-stream mark.
+- ``RemoteReceive`` (a source, on lcore 0 of the consumer's node): takes a
+  message, allocates local mbufs and copies the packets in (``unpack``);
+  it ends once every sender said end (or its node was declared lost).
+- ``NodeShare`` (a source): builds the real source with its replica
+  counted across the cluster (``ctx.replica`` / ``ctx.replicas`` = nodes x
+  lcores) and, for ``run(count=N)``, this instance's share of N.
+
+So the node-local runtime runs remote edges as ordinary stages: nothing in
+the walk knows about machines.
+
+Usage (the driver's): node specs name these classes; see ``_cluster_plan``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import inspect
+import struct
+from typing import Any
+
+import numpy as np
+
+from ._cluster_kernels import FIELD_WORDS, pack, packed_size, unpack
+from ._cluster_transport import Receiver, Sender, transport
+from ._errors import PipelineError
+from ._stage import Burst, Source, Stage, StageContext
+
+__all__ = ["NodeShare", "RemoteReceive", "RemoteSend", "offer_receiver"]
+
+# The message header: magic, version, kind, sender node, sender replica, packets.
+HEADER = struct.Struct("<IHHHHI")
+MAGIC = 0x504B4658  # "PKFX"
+VERSION = 1
+DATA, END = 0, 1
+
+# Receivers bound by the shard before its pipeline is built, by edge key: the
+# RemoteReceive on lcore 0 (the shard's own process) takes its socket here.
+_RECEIVERS: dict[str, Receiver] = {}
+
+
+def offer_receiver(key: str, receiver: Receiver) -> None:
+    """Hand a bound receiver to the ``RemoteReceive`` stage built for edge ``key``."""
+    _RECEIVERS[key] = receiver
+
+
+def take_receiver(key: str) -> Receiver | None:
+    """The receiver offered for ``key`` (once), or None."""
+    return _RECEIVERS.pop(key, None)
+
+
+# Sources that ended, and senders waiting for them, by (run tag, lcore): a sender
+# fed only by sources on its own lcore, through direct hand-overs, sends its end
+# mark as soon as they ended (data order holds: their last burst went through it
+# synchronously), so nodes that send to each other both end.
+_ENDED: dict[tuple[str, int], set[str]] = {}
+_WAITING: dict[tuple[str, int], list[tuple[frozenset[str], Any]]] = {}
+
+
+def _source_ended(tag: str, lcore: int, name: str) -> None:
+    key = (tag, lcore)
+    ended = _ENDED.setdefault(key, set())
+    ended.add(name)
+    for feeders, callback in list(_WAITING.get(key, ())):
+        if feeders <= ended:
+            _WAITING[key].remove((feeders, callback))
+            callback()
+
+
+def _when_ended(tag: str, lcore: int, feeders: frozenset[str], callback: Any) -> None:
+    _WAITING.setdefault((tag, lcore), []).append((feeders, callback))
+
+
+class RemoteSend(Stage):
+    """The producer end of a remote edge: one message per burst."""
+
+    outputs = ()
+
+    def __init__(
+        self,
+        ctx: StageContext,
+        *,
+        endpoint: str,
+        node: int,
+        full: str = "block",
+        hwm: int = 64,
+        block_s: float = 1.0,
+        transport_name: str = "zmq",
+        tag: str = "",
+        feeders: list[str] | None = None,
+    ) -> None:
+        super().__init__(ctx)
+        self.ended = False
+        if feeders:
+            _when_ended(tag, ctx.lcore, frozenset(feeders), self._send_end)
+        self.sender: Sender = transport(transport_name).connect(endpoint, hwm=hwm)
+        self.block_s = block_s if full == "block" else 0.0
+        self.node = node
+        self.header = HEADER.pack(MAGIC, VERSION, DATA, node, ctx.replica, 0)
+        # A block send that timed out: the peer is gone or stalled; drop at once
+        # until a send gets through again (an lcore never waits per burst forever).
+        self.stalled = False
+        self._pool: Any = None
+        self._arrays: tuple[Any, Any, int] | None = None
+
+    def process(self, burst: Burst) -> None:
+        pool = burst.pool
+        if pool is not self._pool:
+            data = np.frombuffer(pool._object_bytes, np.uint8)
+            self._pool, self._arrays = pool, (pool.header_words, data, pool._stride)
+        words, data, stride = self._arrays  # type: ignore[misc]
+        n = burst.n
+        handles = burst.array
+        # One fresh block per burst (the transport may still hold the last one):
+        # fields, lengths (4-byte aligned, first), then the packets' bytes.
+        head = n * (FIELD_WORDS + 1) * 4
+        block = np.empty(head + packed_size(words, handles, n), np.uint8)
+        fields = block[: n * FIELD_WORDS * 4].view(np.uint32)
+        lengths = block[n * FIELD_WORDS * 4 : head].view(np.uint32)
+        out = block[head:]
+        pack(words, data, stride, handles, n, out, lengths, fields.reshape(n, FIELD_WORDS))
+        header = HEADER.pack(MAGIC, VERSION, DATA, self.node, self.ctx.replica, n)
+        sent = self.sender.send(
+            [header, out, lengths, fields], 0.0 if self.stalled else self.block_s
+        )
+        if sent:
+            self.stalled = False
+            self.free(burst)
+        else:
+            self.stalled = self.block_s > 0
+            self.drop(burst)
+
+    def _send_end(self) -> None:
+        if self.ended:
+            return
+        self.ended = True
+        end = HEADER.pack(MAGIC, VERSION, END, self.node, self.ctx.replica, 0)
+        if not self.sender.send([end], 0.0 if self.stalled else 1.0):
+            self.stalled = True
+
+    async def stop(self) -> None:
+        self._send_end()
+        await asyncio.get_running_loop().run_in_executor(None, self._close)
+
+    def _close(self) -> None:
+        self.sender.close(linger=0.0 if self.stalled else None)
+
+
+class RemoteReceive(Source):
+    """The consumer end of a remote edge: messages into fresh local mbufs."""
+
+    def __init__(self, ctx: StageContext, *, edge: str, senders: list[list[int]]) -> None:
+        super().__init__(ctx)
+        receiver = take_receiver(edge)
+        if receiver is None:
+            raise PipelineError(
+                f"remote edge {edge}: no receiver bound for it in this process "
+                "(a RemoteReceive runs on lcore 0 of its node's shard)"
+            )
+        self.receiver = receiver
+        self.expected = {(node, replica) for node, replica in senders}
+        self.lost: set[int] = set()
+        self.received = 0  # packets
+        self.messages = 0
+        self._message: tuple[Any, Any, Any, int] | None = None
+        self._first = 0
+        self._offset = 0
+        pool = ctx.pool
+        data = np.frombuffer(pool._object_bytes, np.uint8)
+        self._words, self._data, self._stride = pool.header_words, data, pool._stride
+
+    @property
+    def ended(self) -> bool:
+        """Every sender said end (or its node is lost) and nothing is left to deliver."""
+        return not self.expected and self._message is None
+
+    def forget(self, node: int) -> None:
+        """Node ``node`` is lost: expect no end mark from it."""
+        self.lost.add(node)
+        self.expected = {s for s in self.expected if s[0] != node}
+
+    def poll(self, burst: Burst) -> int | None:
+        while self._message is None:
+            blocks = self.receiver.receive()
+            if blocks is None:
+                return None if not self.expected else 0
+            magic, version, kind, node, replica, n = HEADER.unpack(blocks[0])
+            if magic != MAGIC or version != VERSION:
+                raise PipelineError(f"a message that is not a pktflow burst (magic {magic:#x})")
+            if kind == END:
+                self.expected.discard((node, replica))
+                continue
+            if node in self.lost or n == 0:
+                continue
+            data = np.frombuffer(blocks[1], np.uint8)
+            lengths = np.frombuffer(blocks[2], np.uint32)
+            fields = np.frombuffer(blocks[3], np.uint32).reshape(n, FIELD_WORDS)
+            self._message = (data, lengths, fields, n)
+            self._first = self._offset = 0
+            self.messages += 1
+        data, lengths, fields, n = self._message
+        k = min(burst.capacity, n - self._first)
+        if self.ctx.pool.alloc_bulk(burst.array, k) != k:
+            return 0  # the pool is empty now: the message waits (back-pressure)
+        self._offset = unpack(
+            self._words, self._data, self._stride, burst.array, k,
+            data, lengths, fields, self._first, self._offset,
+        )  # fmt: skip
+        self._first += k
+        if self._first == n:
+            self._message = None
+        self.received += k
+        return k
+
+    async def stop(self) -> None:
+        self.receiver.close()
+
+
+class NodeShare(Source):
+    """A real source, built with its cluster-wide replica and its share of ``count``."""
+
+    def __init__(
+        self,
+        ctx: StageContext,
+        *,
+        stage: str,
+        options: dict[str, Any],
+        base: int,
+        replicas: int,
+        limits: list[int | None] | None = None,
+        tag: str = "",
+    ) -> None:
+        cls = _import(stage)
+        self.tag = tag
+        self.outputs = tuple(cls.outputs_for(options))
+        super().__init__(ctx)
+        inner_ctx = StageContext(
+            ctx.name, lcore=ctx.lcore, pool=ctx.pool, pools=ctx.pools,
+            burst_size=ctx.burst_size, options=options,
+            replica=base + ctx.replica, replicas=replicas,
+        )  # fmt: skip
+        inner_ctx.stats = ctx.stats  # one set of counters: the walk's
+        self.inner: Source = cls(inner_ctx, **options)
+        self.inner._outlets = self._outlets  # wired by the runtime, for both
+        self.keeps_lengths = cls.keeps_lengths  # type: ignore[misc]
+        limit = limits[ctx.replica] if limits else None
+        self.left = -1 if limit is None else limit  # -1: no limit
+        poll = self.inner.poll
+        self.poll = (  # type: ignore[method-assign]
+            self._poll_async if inspect.iscoroutinefunction(poll) else self._poll
+        )
+
+    def _poll(self, burst: Burst) -> int | None:
+        if self.left == 0:
+            self._end()
+            return None
+        k: int | None = self.inner.poll(burst)
+        if k is None:
+            self._end()
+            return None
+        if k and self.left > 0:
+            self.left = max(self.left - k, 0)
+        return k
+
+    async def _poll_async(self, burst: Burst) -> int | None:
+        if self.left == 0:
+            self._end()
+            return None
+        k: int | None = await self.inner.poll(burst)
+        if k is None:
+            self._end()
+            return None
+        if k and self.left > 0:
+            self.left = max(self.left - k, 0)
+        return k
+
+    def _end(self) -> None:  # returns None: the source ended
+        _source_ended(self.tag, self.ctx.lcore, self.ctx.name)
+
+    async def start(self) -> None:
+        await self.inner.start()
+
+    async def stop(self) -> None:
+        await self.inner.stop()
+
+
+def _import(path: str) -> type[Source]:
+    module_name, _, qualname = path.partition(":")
+    found: Any = importlib.import_module(module_name)
+    for part in qualname.split("."):
+        found = getattr(found, part)
+    return found  # type: ignore[no-any-return]
