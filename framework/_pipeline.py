@@ -47,7 +47,10 @@ if TYPE_CHECKING:  # the walk (and its kernels) load when a pipeline is built
     from ._walk import Walk
 
 
-class Closeable(Protocol):
+class MetricsEndpoint(Protocol):
+    @property
+    def url(self) -> str: ...  # where the counters are served (port 0: the one chosen)
+
     def close(self) -> None: ...
 
 
@@ -122,7 +125,7 @@ class Pipeline:
         self._pinned_from: set[int] | None = None
         self._started_at = self._ended_at = 0.0  # of the walks, all lcores together
         self._registered_lcore = False
-        self._metrics: Closeable | None = None
+        self._metrics: MetricsEndpoint | None = None
 
     # -- construction ----------------------------------------------------------
 
@@ -184,6 +187,11 @@ class Pipeline:
         self._state = "running"
         self._count = count
         try:
+            metrics = self.spec.runtime.metrics
+            if metrics is not None and metrics.prometheus is not None:
+                from ._metrics import serve_metrics  # needs the metrics extra
+
+                self._metrics = serve_metrics(self, metrics.prometheus)
             self._build()
             assert self._graph is not None
             await self._graph.start_stages()
@@ -199,11 +207,6 @@ class Pipeline:
         self._task = asyncio.get_running_loop().create_task(
             self._run_lcores(), name=f"pktflow {self.name} lcore 0"
         )
-        metrics = self.spec.runtime.metrics
-        if metrics is not None and metrics.prometheus is not None:
-            from ._metrics import serve_metrics  # needs the metrics extra
-
-            self._metrics = serve_metrics(self, metrics.prometheus)
 
     def request_stop(self) -> None:
         """Ask the sources to stop (safe from a signal handler); ``stop()`` waits for the end.
@@ -271,6 +274,14 @@ class Pipeline:
         except KeyError:
             state = "has no" if self._state != "new" else "is not started, so it has no"
             raise PipelineError(f"pipeline {self.name!r} {state} stage {name!r}") from None
+
+    @property
+    def metrics_url(self) -> str | None:
+        """Where ``runtime.metrics.prometheus`` serves the counters while it runs, or None.
+
+        Usage: ``urllib.request.urlopen(p.metrics_url).read()``
+        """
+        return self._metrics.url if self._metrics is not None else None
 
     @property
     def running(self) -> bool:

@@ -564,6 +564,9 @@ class _Checker:
         options = self.options(cls, options, path)
         try:
             outputs = tuple(cls.outputs_for(options))
+        except ConfigError as exc:  # about one option: its key under the stage's
+            where = (*path, *exc.key.split(".")) if exc.key else path
+            raise self.error(where, exc.reason) from None
         except (ValueError, TypeError) as exc:
             raise self.error(path, str(exc)) from None
         lcores = keys.lcore if isinstance(keys.lcore, list) else [keys.lcore]
