@@ -281,8 +281,20 @@ class Stage:
 
         Usage: ``self.free(burst)``
         """
-        self.stats.freed += burst.n
-        self._give_back(burst)
+        # _give_back and _free, inlined: a sink runs this for every burst.
+        n = burst.n
+        stats = self.stats
+        stats.freed += n
+        if n:
+            burst._sent = True
+            stats.handed += n
+            pool = burst.pool
+            bound = burst._free_bound
+            if bound is None or bound[0] is not pool:
+                bound = burst._free_bound = (pool, pool.bind(burst.array).free_bulk)
+            done = bound[1](n)
+            if done != n:
+                _free_rest(burst, done)
 
     def _give_back(self, burst: Burst) -> None:
         n = burst.n
@@ -360,7 +372,14 @@ def _free(burst: Burst) -> None:
     if bound is None or bound[0] is not pool:
         bound = burst._free_bound = (pool, pool.bind(burst.array).free_bulk)
     done = bound[1](n)
+    if done != n:
+        _free_rest(burst, done)
+
+
+def _free_rest(burst: Burst, done: int) -> None:
+    """After a bound free_bulk of a burst's n handles returned ``done`` (not n)."""
+    pool, n = burst.pool, burst.n
     if done < 0:
         pool.free_bulk(burst.array, n)  # nothing was freed: raises the matching error
-    elif done < n:
+    else:
         pool.free_bulk(burst.array[done:n])  # a clone of another pool's buffer, and the rest

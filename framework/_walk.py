@@ -126,7 +126,18 @@ class Inlet:
         if self.async_queue is not None:
             self.async_queue.put(self, burst)
             return
-        before = self._arrive(burst)
+        # _arrive, inlined: this runs for every burst at every stage.
+        stats, n, stage = self.stats, burst.n, self.stage
+        stats.packets_in += n
+        stats.bursts += 1
+        nbytes = burst.nbytes
+        if nbytes < 0:
+            nbytes = burst.nbytes = burst_bytes(burst.pool._header_words, burst.array, n)
+        stats.bytes_in += nbytes
+        burst.input = self.name
+        burst._holder = stage
+        stage._takes_used = 0
+        before = stats.handed
         try:
             self.process(burst)
         except _PASS_THROUGH:
@@ -589,9 +600,22 @@ class Walk:
     def _poll(self, source: SourceRun) -> int | None:
         """Poll a sync source once and emit what it made; its count or None."""
         burst = source.burst
-        burst._holder, burst.nbytes = source.stage, -1  # a source may count its bytes
+        stage = source.stage
+        burst._holder, burst.nbytes = stage, -1  # a source may count its bytes
         try:
-            return self._emit_polled(source, source.poll(burst))
+            k = source.poll(burst)
+            # _emit_polled, inlined: this runs for every burst.
+            if not k:
+                return k  # type: ignore[no-any-return]
+            if type(k) is not int or not 0 < k <= source.capacity:
+                raise PipelineError(
+                    f"poll() returned {k!r}: not an int in 0..{source.capacity} or None"
+                )
+            burst.n = k
+            source.stats.bursts += 1
+            self.packets += k
+            stage.emit(burst)
+            return k
         except _PASS_THROUGH:
             raise
         except Exception as exc:

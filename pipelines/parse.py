@@ -36,7 +36,13 @@ class Parse(pktflow.Stage):
         self._arrays = PoolArraysCache()
 
     def process(self, burst: pktflow.Burst) -> None:
-        words, data, stride = self._arrays.of(burst.pool)
+        pool = burst.pool
+        arrays = self._arrays
+        # PoolArraysCache.of, inlined for the pool it saw last.
+        words, data, stride = (
+            arrays._arrays if pool is arrays._pool and arrays._arrays is not None
+            else arrays.of(pool)
+        )  # fmt: skip
         n = burst.n
         valid = _parse_burst(words, data, stride, burst.array, n)
         if valid == n:
