@@ -393,9 +393,15 @@ class SourceRun:
         self.done = False
         self.stats = stage.stats
         self.capacity = burst.capacity
+        # Optional: a descriptor readable when poll() would find something
+        # (a socket): an idle walk then sleeps on it instead of polling.
+        self._wait_fd: Callable[[], int | None] | None = getattr(stage, "wait_fd", None)
 
     def blocked(self) -> bool:
         return any(edge.backlog_n for edge in self.rings)
+
+    def wait_fd(self) -> int | None:
+        return self._wait_fd() if self._wait_fd is not None else None
 
 
 class Finish(NamedTuple):
@@ -520,14 +526,18 @@ class Walk:
                 self.poll_mode == "adaptive" and now - idle_since < _SPIN_S
             ):
                 await asyncio.sleep(0)
-            elif self.waker is not None and not (active and not self.stopping):
-                await self._sleep(_LONGEST_RING_SLEEP_S)  # nothing to poll: rings wake us
-            elif self.waker is not None:
-                await self._sleep(pause)  # idle sources: poll them again after the pause
-                pause = min(pause * 2, self.longest_pause)
             else:
-                await asyncio.sleep(pause)
-                pause = min(pause * 2, self.longest_pause)
+                polled = [s for s in active if not s.blocked()] if not self.stopping else []
+                fds = [fd for s in polled if (fd := s.wait_fd()) is not None]
+                if len(fds) == len(polled) and (fds or self.waker is not None):
+                    # Every source to poll has a descriptor: they and the rings wake us.
+                    await self._sleep(_LONGEST_RING_SLEEP_S, fds)
+                elif fds or self.waker is not None:
+                    await self._sleep(pause, fds)  # poll the others again after the pause
+                    pause = min(pause * 2, self.longest_pause)
+                else:
+                    await asyncio.sleep(pause)
+                    pause = min(pause * 2, self.longest_pause)
 
     # -- sleeping until a ring has handles (or room) --------------------------------
 
@@ -568,8 +578,9 @@ class Walk:
         if woken is not None and not woken.done():
             woken.set_result(None)
 
-    async def _sleep(self, timeout: float) -> None:
-        """Sleep until a ring we armed on is signalled, a stop, or ``timeout``.
+    async def _sleep(self, timeout: float, fds: Sequence[int] = ()) -> None:
+        """Sleep until a ring we armed on is signalled, a source's fd is readable,
+        a stop, or ``timeout``.
 
         Arming sets our need-wakeup bit, fences and looks at the ring again;
         a ring that changed meanwhile means no sleep. Then the finished flags
@@ -577,6 +588,8 @@ class Walk:
         see our bit, and its flag store happened before its notifier's fence.
         """
         armed: list[tuple[Ring, int, int]] = []
+        loop = asyncio.get_running_loop()
+        watched: list[int] = []
         try:
             for edge in self.inputs:
                 if not edge.ring.arm(WAIT_DATA, edge.waiter):
@@ -589,11 +602,16 @@ class Walk:
                     armed.append((outlet.ring, WAIT_ROOM, outlet.waiter))
             if self.stopping or self._finished():
                 return
-            self._woken = asyncio.get_running_loop().create_future()
+            for fd in fds:  # only while asleep: a busy source's fd would fire every turn
+                loop.add_reader(fd, self._wake_up)
+                watched.append(fd)
+            self._woken = loop.create_future()
             self.sleeps += 1
             await asyncio.wait({self._woken}, timeout=timeout)
         finally:
             self._woken = None
+            for fd in watched:
+                loop.remove_reader(fd)
             for ring, side, index in armed:
                 ring.disarm(side, index)
 

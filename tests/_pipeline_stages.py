@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 
 import numpy as np
 
@@ -123,3 +124,29 @@ class SlowStop(pktflow.Stage):
 
     async def stop(self) -> None:
         await asyncio.sleep(60)
+
+
+class PipeSource(pktflow.Source):
+    """One packet per byte written to its pipe; ``wait_fd`` lets an idle walk sleep on it."""
+
+    def __init__(self, ctx: pktflow.StageContext) -> None:
+        super().__init__(ctx)
+        self.read_fd, self.write_fd = os.pipe()
+        os.set_blocking(self.read_fd, False)
+        self.polls = 0
+
+    def wait_fd(self) -> int:
+        return self.read_fd
+
+    def poll(self, burst: pktflow.Burst) -> int | None:
+        self.polls += 1
+        try:
+            got = os.read(self.read_fd, burst.capacity)
+        except BlockingIOError:
+            return 0
+        if got == b"":
+            return None  # the writer closed: the end
+        return self.ctx.pool.alloc_bulk(burst.array, len(got))
+
+    async def stop(self) -> None:
+        os.close(self.read_fd)

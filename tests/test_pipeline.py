@@ -7,6 +7,7 @@ Each test runs on both event loops (asyncio's and uvloop's) through
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 import tracemalloc
 from collections.abc import Callable, Coroutine
@@ -425,3 +426,30 @@ def test_every_pool_backend_runs_a_pipeline_and_leaves_no_zone(backend):
     assert stats["stages"]["a"]["packets_in"] == stats["stages"]["b"]["packets_in"] == 3000
     assert_all_back(p.stats())
     assert not [z for z in pktflow.list_zones() if z.name.startswith(f"backend-{backend}")]
+
+
+def test_an_idle_source_with_a_wait_fd_sleeps_until_it_is_readable(run_on):
+    async def main() -> tuple[int, dict[str, Any]]:
+        p = pipeline(
+            {
+                "src": {"type": f"{STAGES}:PipeSource"},
+                "count": {"type": "counter", "inputs": ["src"]},
+            }
+        )
+        await p.start()
+        source = p.stage("src")
+        await asyncio.sleep(0.5)
+        idle_polls = source.polls  # polling with back-off would be hundreds
+        os.write(source.write_fd, b"x" * 10)
+        deadline = time.monotonic() + 10
+        while p.stats().as_dict()["stages"]["count"]["packets_in"] < 10:
+            assert time.monotonic() < deadline, "the write never woke the walk"
+            await asyncio.sleep(0.01)
+        os.close(source.write_fd)  # the end of the source
+        assert await p.wait(10)
+        return idle_polls, (await p.stop()).as_dict()
+
+    idle_polls, stats = run_on(main)
+    assert idle_polls < 20
+    assert stats["stages"]["count"]["packets_in"] == 10
+    assert all(pool["in_use"] == 0 for pool in stats["mempools"].values())
