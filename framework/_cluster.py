@@ -53,6 +53,7 @@ CALL_TIMEOUT_S = 10.0  # a control call to a live shard
 START_TIMEOUT_S = 300.0  # a shard's build: a cold numba cache compiles for minutes
 END_TIMEOUT_S = 30.0  # a node draining after stop
 DRAIN_TIMEOUT_S = 5.0  # a node's receivers hearing their senders' end
+SHUTDOWN_S = 30.0  # ray.shutdown() and a local cluster's
 
 
 def import_ray() -> Any:
@@ -239,25 +240,24 @@ class Shard:
         self._close_receivers()
 
 
-def _cleanup_node() -> int:
-    """On a node whose shard died: remove the zones and lcore ids it left."""
-    from . import cleanup_zones
+def _cleanup_node(pid: int) -> int:
+    """On a node whose shard (process ``pid``) died: remove the zones it created.
+
+    Only its own: another run's leftovers are ``pktflow cleanup``'s to
+    judge. Its worker lcores let go of the zones once they see it gone.
+    """
     from ._lcore import release_dead_claims
+    from ._memory import _unlink_zone, list_zones
 
     removed = 0
-    for _ in range(20):  # its worker lcores let go of the zones when they see it gone
-        removed += len(cleanup_zones())
+    for _ in range(30):
         release_dead_claims()
-        if not any(not z.creator_alive for z in _zones()):
+        mine = [z for z in list_zones() if z.creator_pid == pid and not z.creator_alive]
+        if not mine:
             break
+        removed += sum(_unlink_zone(zone) for zone in mine if not zone.mapped_by)
         time.sleep(0.1)
     return removed
-
-
-def _zones() -> list[Any]:
-    from . import list_zones
-
-    return list(list_zones())
 
 
 class ClusterPipeline(Pipeline):
@@ -530,12 +530,15 @@ class ClusterPipeline(Pipeline):
             with contextlib.suppress(Exception):
                 remove_placement_group(self._pg)
             self._pg = None
+        loop = asyncio.get_running_loop()
         if self._connected:
-            ray.shutdown()
             self._connected = False
+            with contextlib.suppress(Exception):  # bounded: a hung shutdown must not hang us
+                await asyncio.wait_for(loop.run_in_executor(None, ray.shutdown), SHUTDOWN_S)
         if self._local is not None:
-            self._local.shutdown()
-            self._local = None
+            local, self._local = self._local, None
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(loop.run_in_executor(None, local.shutdown), SHUTDOWN_S)
 
     async def _clean_dead_nodes(self, ray: Any, dead: list[int]) -> None:
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
@@ -547,7 +550,7 @@ class ClusterPipeline(Pipeline):
                 scheduling_strategy=PlacementGroupSchedulingStrategy(
                     placement_group=self._pg, placement_group_bundle_index=node
                 ),
-            ).remote()
+            ).remote(self.nodes[node]["pid"])
             for node in dead
         ]
         with contextlib.suppress(Exception):

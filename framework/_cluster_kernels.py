@@ -1,17 +1,17 @@
 """Remote edges, jitted: a burst of mbufs packed into one message's blocks, and back.
 
-A message carries a burst as three blocks besides its small header: the
-packets' bytes end to end (``data``), each packet's length (``lengths``,
-uint32) and the header fields stages downstream read (``fields``, uint32
-rows of ``FIELD_WORDS``: port and vlan_tci, packet_type, hash, ol_flags,
-timestamp, the tx_offload lengths). Handles never cross: the receiver
+A message carries a burst as one block besides its small header: the
+header fields stages downstream read (uint32 rows of ``FIELD_WORDS``: port
+and vlan_tci, packet_type, hash, ol_flags, timestamp, the tx_offload
+lengths), each packet's length (uint32), then the packets' bytes end to
+end. One block, one call each way: per burst, Python makes two calls and
+the transport sends two frames. Handles never cross: the receiver
 allocates its own mbufs and copies the bytes in.
 
 Usage (the remote edge stages')::
 
-    total = packed_size(words, handles, n)
-    k = pack(words, data, stride, handles, n, out_data, out_lengths, out_fields)
-    unpack(words, data, stride, fresh, n, in_data, in_lengths, in_fields, first, offset)
+    block = pack(words, data, stride, handles, n)
+    offset = unpack(words, data, stride, fresh, k, block, n, first, offset)
 """
 
 from __future__ import annotations
@@ -71,32 +71,45 @@ def _copy(typingctx, dst, at, src, start, n):
     return sig, codegen
 
 
-@njit("int64(uint32[:, ::1], uint32[::1], int64)", **_JIT)
-def packed_size(words, handles, n):
-    """Bytes of packet data in ``handles[:n]`` (the sum of pkt_len)."""
+@njit(inline="always")
+def _put32(out, p, value):
+    out[p] = value & 0xFF
+    out[p + 1] = (value >> 8) & 0xFF
+    out[p + 2] = (value >> 16) & 0xFF
+    out[p + 3] = (value >> 24) & 0xFF
+
+
+@njit(inline="always")
+def _get32(block, p):
+    return np.uint32(
+        np.uint32(block[p])
+        | (np.uint32(block[p + 1]) << 8)
+        | (np.uint32(block[p + 2]) << 16)
+        | (np.uint32(block[p + 3]) << 24)
+    )
+
+
+@njit("uint8[::1](uint32[:, ::1], uint8[::1], int64, uint32[::1], int64)", **_JIT)
+def pack(words, data, stride, handles, n):
+    """One new block for the packets of ``handles[:n]`` (every segment of each).
+
+    Layout (little-endian, read byte by byte at the other end: a received
+    frame need not be aligned): ``n`` rows of ``FIELD_WORDS`` uint32
+    fields, ``n`` uint32 lengths, then the packets' bytes end to end. A
+    packet with a segment in another pool's buffer (a clone this pool
+    cannot reach) goes with length 0.
+    """
+    pool_id = words[words.shape[0] - 1, P_POOL_ID]
     total = np.int64(0)
     for i in range(n):
         total += np.int64(words[np.int64(handles[i]), H_PKT_LEN])
-    return total
-
-
-@njit(
-    "int64(uint32[:, ::1], uint8[::1], int64, uint32[::1], int64, uint8[::1], uint32[::1],"
-    " uint32[:, ::1])",
-    **_JIT,
-)
-def pack(words, data, stride, handles, n, out_data, out_lengths, out_fields):
-    """Copy each packet of ``handles[:n]`` (every segment) and its fields into the blocks.
-
-    A packet with a segment in another pool's buffer (a clone it cannot
-    reach) is left out: its length is written as 0 and it is counted.
-    Returns how many packets were left out.
-    """
-    pool_id = words[words.shape[0] - 1, P_POOL_ID]
-    p = np.int64(0)
-    skipped = 0
+    head = n * (FIELD_WORDS + 1) * 4
+    block = np.empty(head + total, np.uint8)
+    p = np.int64(head)
     for i in range(n):
         h = np.int64(handles[i])
+        for f in range(FIELD_WORDS):
+            _put32(block, (i * FIELD_WORDS + f) * 4, words[h, _FIELDS[f]])
         reachable = True
         m = h
         while m != NO_NEXT:
@@ -104,54 +117,51 @@ def pack(words, data, stride, handles, n, out_data, out_lengths, out_fields):
                 reachable = False
                 break
             m = np.int64(words[m, H_NEXT])
-        if not reachable:
-            out_lengths[i] = 0
-            skipped += 1
-            continue
-        left = np.int64(words[h, H_PKT_LEN])
-        out_lengths[i] = np.uint32(left)
+        left = np.int64(words[h, H_PKT_LEN]) if reachable else np.int64(0)
+        _put32(block, (n * FIELD_WORDS + i) * 4, np.uint32(left))
         m = h
         while left > 0 and m != NO_NEXT:
             seg = min(np.int64(words[m, H_DATA] & 0xFFFF), left)
             start = np.int64(words[m, H_DIRECT]) * stride + np.int64(words[m, H_BUF] >> 16)
-            _copy(out_data, p, data, start, seg)
+            _copy(block, p, data, start, seg)
             p += seg
             left -= seg
             m = np.int64(words[m, H_NEXT])
-        for f in range(FIELD_WORDS):
-            out_fields[i, f] = words[h, _FIELDS[f]]
-    return skipped
+    return block[:p]
 
 
 @njit(
-    "int64(uint32[:, ::1], uint8[::1], int64, uint32[::1], int64, uint8[::1], uint32[::1],"
-    " uint32[:, ::1], int64, int64)",
+    "int64(uint32[:, ::1], uint8[::1], int64, uint32[::1], int64, uint8[::1], int64, int64, int64)",
     **_JIT,
 )
-def unpack(words, data, stride, fresh, n, in_data, in_lengths, in_fields, first, offset):
-    """Fill the fresh mbufs ``fresh[:n]`` with packets ``first ..`` of a message.
+def unpack(words, data, stride, fresh, k, block, n, first, offset):
+    """Fill the fresh mbufs ``fresh[:k]`` with packets ``first ..`` of an ``n``-packet block.
 
-    ``offset``: where packet ``first`` starts in ``in_data``. A packet longer
-    than an mbuf's room is cut to it. Returns the offset after the last one.
+    ``offset``: where packet ``first``'s bytes start in the block (0: the
+    first call for a block). A packet longer than an mbuf's room is cut to
+    it. Returns the offset after the last packet filled.
     """
-    for i in range(n):
+    head = n * (FIELD_WORDS + 1) * 4
+    if offset == 0:
+        offset = head
+    for i in range(k):
         h = np.int64(fresh[i])
         r = first + i
-        length = np.int64(in_lengths[r])
+        length = np.int64(_get32(block, (n * FIELD_WORDS + r) * 4))
         data_off = np.int64(words[h, H_BUF] >> 16)
         room = np.int64(words[h, H_BUF] & 0xFFFF) - data_off
         kept = min(length, room)
-        start = h * stride + data_off
-        _copy(data, start, in_data, offset, kept)
+        _copy(data, h * stride + data_off, block, offset, kept)
         offset += length
         words[h, H_DATA] = (words[h, H_DATA] & np.uint32(0xFFFF0000)) | np.uint32(kept)
         words[h, H_PKT_LEN] = np.uint32(kept)
-        words[h, H_PORT] = in_fields[r, _F_PORT]
-        words[h, H_PACKET_TYPE] = in_fields[r, _F_PTYPE]
-        words[h, H_HASH] = in_fields[r, _F_HASH]
-        words[h, H_OL_FLAGS] = in_fields[r, _F_OL0]
-        words[h, H_OL_FLAGS + 1] = in_fields[r, _F_OL1] & _OL_HIGH_MASK
-        words[h, H_TIMESTAMP] = in_fields[r, _F_TS0]
-        words[h, H_TIMESTAMP + 1] = in_fields[r, _F_TS1]
-        words[h, H_TX_OFFLOAD] = in_fields[r, _F_TXO]
+        row = (r * FIELD_WORDS) * 4
+        words[h, H_PORT] = _get32(block, row + _F_PORT * 4)
+        words[h, H_PACKET_TYPE] = _get32(block, row + _F_PTYPE * 4)
+        words[h, H_HASH] = _get32(block, row + _F_HASH * 4)
+        words[h, H_OL_FLAGS] = _get32(block, row + _F_OL0 * 4)
+        words[h, H_OL_FLAGS + 1] = _get32(block, row + _F_OL1 * 4) & _OL_HIGH_MASK
+        words[h, H_TIMESTAMP] = _get32(block, row + _F_TS0 * 4)
+        words[h, H_TIMESTAMP + 1] = _get32(block, row + _F_TS1 * 4)
+        words[h, H_TX_OFFLOAD] = _get32(block, row + _F_TXO * 4)
     return offset

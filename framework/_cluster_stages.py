@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from ._cluster_kernels import FIELD_WORDS, pack, packed_size, unpack
+from ._cluster_kernels import pack, unpack
 from ._cluster_transport import Receiver, Sender, transport
 from ._errors import PipelineError
 from ._stage import Burst, Source, Stage, StageContext
@@ -39,6 +39,10 @@ HEADER = struct.Struct("<IHHHHI")
 MAGIC = 0x504B4658  # "PKFX"
 VERSION = 1
 DATA, END = 0, 1
+# How long a sender's end mark may wait for room: the peer took the last burst,
+# or it did not (gone or stalled: its node may be lost).
+END_WAIT_S = 5.0
+END_WAIT_FAILING_S = 0.2
 
 # Receivers bound by the shard before its pipeline is built, by edge key: the
 # RemoteReceive on lcore 0 (the shard's own process) takes its socket here.
@@ -102,10 +106,10 @@ class RemoteSend(Stage):
         self.sender: Sender = transport(transport_name).connect(endpoint, hwm=hwm)
         self.block_s = block_s if full == "block" else 0.0
         self.node = node
-        self.header = HEADER.pack(MAGIC, VERSION, DATA, node, ctx.replica, 0)
-        # A block send that timed out: the peer is gone or stalled; drop at once
-        # until a send gets through again (an lcore never waits per burst forever).
-        self.stalled = False
+        # The last send failed: the peer is gone or stalled. A block edge then
+        # drops at once until a send gets through again (an lcore never waits
+        # per burst forever), and the end mark waits only briefly.
+        self.failing = False
         self._pool: Any = None
         self._arrays: tuple[Any, Any, int] | None = None
 
@@ -116,24 +120,14 @@ class RemoteSend(Stage):
             self._pool, self._arrays = pool, (pool.header_words, data, pool._stride)
         words, data, stride = self._arrays  # type: ignore[misc]
         n = burst.n
-        handles = burst.array
-        # One fresh block per burst (the transport may still hold the last one):
-        # fields, lengths (4-byte aligned, first), then the packets' bytes.
-        head = n * (FIELD_WORDS + 1) * 4
-        block = np.empty(head + packed_size(words, handles, n), np.uint8)
-        fields = block[: n * FIELD_WORDS * 4].view(np.uint32)
-        lengths = block[n * FIELD_WORDS * 4 : head].view(np.uint32)
-        out = block[head:]
-        pack(words, data, stride, handles, n, out, lengths, fields.reshape(n, FIELD_WORDS))
+        # A fresh block per burst: the transport may still hold the last one.
+        block = pack(words, data, stride, burst.array, n)
         header = HEADER.pack(MAGIC, VERSION, DATA, self.node, self.ctx.replica, n)
-        sent = self.sender.send(
-            [header, out, lengths, fields], 0.0 if self.stalled else self.block_s
-        )
+        sent = self.sender.send([header, block], 0.0 if self.failing else self.block_s)
+        self.failing = not sent
         if sent:
-            self.stalled = False
             self.free(burst)
         else:
-            self.stalled = self.block_s > 0
             self.drop(burst)
 
     def _send_end(self) -> None:
@@ -141,15 +135,16 @@ class RemoteSend(Stage):
             return
         self.ended = True
         end = HEADER.pack(MAGIC, VERSION, END, self.node, self.ctx.replica, 0)
-        if not self.sender.send([end], 0.0 if self.stalled else 1.0):
-            self.stalled = True
+        # The receiver ends only on it: give a slow consumer time to make room.
+        if not self.sender.send([end], END_WAIT_FAILING_S if self.failing else END_WAIT_S):
+            self.failing = True
 
     async def stop(self) -> None:
         self._send_end()
         await asyncio.get_running_loop().run_in_executor(None, self._close)
 
     def _close(self) -> None:
-        self.sender.close(linger=0.0 if self.stalled else None)
+        self.sender.close(linger=0.0 if self.failing else None)
 
 
 class RemoteReceive(Source):
@@ -168,7 +163,7 @@ class RemoteReceive(Source):
         self.lost: set[int] = set()
         self.received = 0  # packets
         self.messages = 0
-        self._message: tuple[Any, Any, Any, int] | None = None
+        self._message: tuple[Any, int] | None = None
         self._first = 0
         self._offset = 0
         pool = ctx.pool
@@ -198,19 +193,16 @@ class RemoteReceive(Source):
                 continue
             if node in self.lost or n == 0:
                 continue
-            data = np.frombuffer(blocks[1], np.uint8)
-            lengths = np.frombuffer(blocks[2], np.uint32)
-            fields = np.frombuffer(blocks[3], np.uint32).reshape(n, FIELD_WORDS)
-            self._message = (data, lengths, fields, n)
+            self._message = (np.frombuffer(blocks[1], np.uint8), n)
             self._first = self._offset = 0
             self.messages += 1
-        data, lengths, fields, n = self._message
+        block, n = self._message
         k = min(burst.capacity, n - self._first)
         if self.ctx.pool.alloc_bulk(burst.array, k) != k:
             return 0  # the pool is empty now: the message waits (back-pressure)
         self._offset = unpack(
             self._words, self._data, self._stride, burst.array, k,
-            data, lengths, fields, self._first, self._offset,
+            block, n, self._first, self._offset,
         )  # fmt: skip
         self._first += k
         if self._first == n:

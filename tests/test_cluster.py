@@ -114,6 +114,29 @@ def test_exact_counts_end_to_end_and_replicas_across_the_cluster(address: str) -
 
 
 @pytest.mark.timeout(120)
+def test_replicas_count_nodes_times_lcores(address: str) -> None:
+    p = _pipeline(
+        address,
+        {
+            "gen": {"type": "generator", "count": 4_003, "flows": 4, "lcore": [0, 1]},
+            "parse": {"type": "parse", "inputs": ["gen"], "lcore": [0, 1]},
+            "total": {"type": "counter", "inputs": ["parse"], "node": 0},
+        },
+    )
+    stats = _run(p)
+    # 4 replicas (2 nodes x 2 lcores): 1,001 + 1,001 + 1,001 + 1,000
+    made = sorted(n["stages"]["gen"]["packets_out"] for n in stats["nodes"].values())
+    assert made == [2_001, 2_002]
+    assert stats["stages"]["total"]["packets_in"] == 4_003
+    assert (
+        stats["edges"]["parse.out->total"]["received"]
+        == stats["nodes"][1]["stages"]["gen"]["packets_out"]
+    )
+    assert all(pool["in_use"] == 0 for pool in stats["mempools"].values())
+    _nothing_left(p)
+
+
+@pytest.mark.timeout(120)
 def test_node_pins_a_stage_and_fields_cross_with_the_bytes(address: str) -> None:
     p = _pipeline(
         address,
@@ -172,6 +195,26 @@ def test_stop_drains_remote_edges_upstream_first(address: str) -> None:
     assert stats["stages"]["total"]["packets_in"] == stats["stages"]["gen"]["packets_out"]
     assert stats["edges"]["gen.out->total"]["drops"] == 0
     assert all(pool["in_use"] == 0 for pool in stats["mempools"].values())
+
+
+@pytest.mark.timeout(120)
+def test_a_failing_stage_on_a_node_stops_every_node_naming_node_and_stage(address: str) -> None:
+    p = _pipeline(
+        address,
+        {
+            "gen": {"type": "generator", "size": 64, "rate": 100_000},
+            # operator.neg(burst) raises TypeError on node 0's first burst
+            "boom": {"type": "tap", "function": "operator:neg", "inputs": ["gen"], "node": 0},
+        },
+    )
+    with pytest.raises(PipelineError) as caught:
+        _run(p, duration=30)
+    assert "node 0" in str(caught.value) and "'boom'" in str(caught.value)
+    assert caught.value.stage == "boom"
+    stats = p.stats().as_dict()
+    assert {n["state"] for n in stats["nodes"].values()} == {"failed", "done"}
+    assert stats["elapsed_s"] < 20
+    _nothing_left(p)
 
 
 def _pid_of(p: Any, node: int) -> int:
@@ -334,3 +377,45 @@ def test_the_node_specs_are_ordinary_pipelines() -> None:
     ]  # fmt: skip
     assert zero.stages["gen"].options["replicas"] == 2
     assert (zero.stages["gen"].options["base"], one.stages["gen"].options["base"]) == (0, 1)
+
+
+def test_pack_and_unpack_carry_bytes_lengths_fields_and_chains() -> None:
+    import numpy as np
+
+    from pktflow._cluster_kernels import pack, unpack
+
+    pool = pktflow.pktmbuf_pool_create("cluster-pack", 255, 0, 0, 2176)
+    try:
+        sent = np.empty(4, np.uint32)
+        assert pool.alloc_bulk(sent, 4) == 4
+        rng = np.random.default_rng(7)
+        payloads = [rng.integers(0, 256, size, dtype=np.uint8).tobytes() for size in (60, 1, 1500)]
+        for handle, payload in zip(sent[:3], payloads, strict=True):
+            pool.mbuf(int(handle)).append(len(payload))[:] = payload
+        head, tail = pool.mbuf(int(sent[2])), pool.mbuf(int(sent[3]))  # a 2-segment chain
+        tail.append(40)[:] = b"t" * 40
+        head.chain(tail)
+        headers = pool.headers
+        for i, handle in enumerate(sent[:3]):
+            headers["packet_type"][handle] = 0x11 + i
+            headers["l2_len"][handle], headers["l3_len"][handle] = 14, 20 + i
+            headers["vlan_tci"][handle], headers["hash"][handle] = 100 + i, 0xDEAD0000 + i
+            headers["timestamp"][handle] = 1_700_000_000_123_456_789 + i
+        data = np.frombuffer(pool._object_bytes, np.uint8)
+        block = pack(pool.header_words, data, pool._stride, sent, 3)
+        got = np.empty(3, np.uint32)
+        assert pool.alloc_bulk(got, 3) == 3
+        # two calls, as a receiver with a smaller burst makes them
+        offset = unpack(pool.header_words, data, pool._stride, got[:2], 2, block, 3, 0, 0)
+        unpack(pool.header_words, data, pool._stride, got[2:], 1, block, 3, 2, offset)
+        expect = [payloads[0], payloads[1], payloads[2] + b"t" * 40]
+        for handle, was, payload in zip(got, sent[:3], expect, strict=True):
+            m = pool.mbuf(int(handle))
+            assert bytes(m.data) == payload and m.pkt_len == len(payload) and m.nb_segs == 1
+            for name in ("packet_type", "l2_len", "l3_len", "vlan_tci", "hash", "timestamp"):
+                assert headers[name][handle] == headers[name][was], name
+        pool.free_bulk(got, 3)
+        pool.free_bulk(sent, 3)  # the chain's tail goes with its head
+        assert pool.in_use_count() == 0
+    finally:
+        pool.close()
