@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from pktflow._cache_layout import CACHE_WORDS
-from pktflow._mbuf_layout import H_BUF, H_DATA, H_PKT_LEN, H_TIMESTAMP, H_WORDS
+from pktflow._mbuf_layout import H_BUF, H_DATA, H_PKT_LEN, H_TIMESTAMP
 from pktflow.backends.jit import mbuf_alloc_bulk
 
 _SIG = (
@@ -66,29 +65,4 @@ def alloc_frames(ring, words, cache, data, stride, templates, size, out, n, firs
     got = mbuf_alloc_bulk(ring, words, cache, out, n)
     if got > 0:
         fill_frames(words, data, stride, out, got, templates, size, first, timestamp)
-    return got
-
-
-_SIG_PLAN = "int64(uint32[::1], uint32[::1], uint64[:, ::1], uint32[::1], int64, int64, int64)"
-
-
-@njit(_SIG_PLAN, cache=True, nogil=True)
-def alloc_frames_in_zone(ring, zone, plan, out, n, first, timestamp):
-    """``alloc_frames`` with the pool's header words, cache row and data as one array.
-
-    ``zone`` is the pool's zone as uint32 words; row 0 of ``plan`` says where
-    its parts lie: the header words (word offset, rows), the calling lcore's
-    cache row (word offset), the data (byte offset), the stride and the frame
-    size; rows 1.. are the flows' templates. Every array argument of a call
-    from Python costs about as much as a packet's work, so this call takes
-    four instead of six.
-    """
-    words_at, rows, cache_at = np.int64(plan[0, 0]), np.int64(plan[0, 1]), np.int64(plan[0, 2])
-    data_at, stride, size = np.int64(plan[0, 3]), np.int64(plan[0, 4]), np.int64(plan[0, 5])
-    words = zone[words_at : words_at + rows * H_WORDS].reshape((rows, H_WORDS))
-    cache = zone[cache_at : cache_at + CACHE_WORDS]
-    data = zone.view(np.uint8)[data_at : data_at + (rows - 1) * stride]
-    got = mbuf_alloc_bulk(ring, words, cache, out, n)
-    if got > 0:
-        fill_frames(words, data, stride, out, got, plan[1:], size, first, timestamp)
     return got

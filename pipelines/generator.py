@@ -20,10 +20,9 @@ import numpy as np
 
 import pktflow
 from pktflow._lcore import thread_state
-from pktflow._mbuf_layout import H_WORDS
 from pktflow.backends._numba._ring import _compiled
 
-from ._gen_kernels import alloc_frames, alloc_frames_in_zone, fill_frames
+from ._gen_kernels import alloc_frames, fill_frames
 from ._pool_data import PoolArraysCache
 
 __all__ = ["Generator"]
@@ -31,8 +30,6 @@ __all__ = ["Generator"]
 # Arguments typed by construction (pool views, runtime bursts): no dispatch.
 _fill_frames = _compiled(fill_frames)
 _alloc_frames = _compiled(alloc_frames)
-_alloc_frames_in_zone = _compiled(alloc_frames_in_zone)
-_time_ns = time.time_ns
 HEADERS_LEN = 14 + 20 + 8  # Ethernet, IPv4 without options, UDP
 _TEMPLATE_LEN = 48  # the headers padded to whole uint64 words (the kernel copies words)
 _PORTS = 65535 - 1024
@@ -122,9 +119,6 @@ class Generator(pktflow.Source):
         state = pool.ring.state
         fixed = (self._words, pool.cache_rows[thread_state.cache_index], self._data, self._stride)
         if state is not None and not pool.debug:
-            in_zone = self._plan(fixed[1])
-            if in_zone is not None:
-                return partial(_alloc_frames_in_zone, state, *in_zone, array)
             return partial(_alloc_frames, state, *fixed, self.templates, self.size, array)
         alloc = pool.bind(array).alloc_bulk
 
@@ -137,43 +131,18 @@ class Generator(pktflow.Source):
 
         return make
 
-    def _plan(self, cache: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-        """The pool's zone as uint32 words, and the plan ``alloc_frames_in_zone`` reads:
-        where the header words, ``cache`` (a row) and the data lie in it, then the templates.
-        None when they do not all lie in the zone's words."""
-        pool = self.ctx.pool
-        zone = pool._zone
-        if zone is None or self._words.shape[1] != H_WORDS:
-            return None
-        words = zone.array(np.uint32, zone.size // 4)
-        parts = (self._words, cache, self._data)
-        at = [part.ctypes.data - words.ctypes.data for part in parts]
-        for offset, part in zip(at, parts, strict=True):
-            if offset < 0 or offset % 4 or offset + part.nbytes > words.nbytes:
-                return None
-        head = [at[0] // 4, self._words.shape[0], at[1] // 4, at[2], self._stride, self.size]
-        plan = np.zeros((1 + self.templates.shape[0], self.templates.shape[1]), np.uint64)
-        plan[0, : len(head)] = head
-        plan[1:] = self.templates
-        return words, plan
-
     def poll(self, burst: pktflow.Burst) -> int | None:
-        left = self.left
-        k = burst.capacity
-        if left is not None and left < k:
-            k = left
+        k = burst.capacity if self.left is None else min(self.left, burst.capacity)
         if self.rate is not None:
             k = min(k, int(self.rate * (time.perf_counter() - self._started)) - self.sent)
         if k <= 0:
-            return None if left == 0 else 0
-        array = burst.array
-        if array is not self._bound_array:
-            self._bound_array, self._make = array, self._maker(array)
-        sent = self.sent
-        if self._make(k, sent, _time_ns()) != k:  # type: ignore[misc]
+            return None if self.left == 0 else 0
+        if burst.array is not self._bound_array:
+            self._bound_array, self._make = burst.array, self._maker(burst.array)
+        if self._make(k, self.sent, time.time_ns()) != k:  # type: ignore[misc]
             return 0  # the pool is empty until downstream frees: try again
-        self.sent = sent + k
-        if left is not None:
-            self.left = left - k
+        self.sent += k
+        if self.left is not None:
+            self.left -= k
         burst.nbytes = k * self.size
         return k
