@@ -106,21 +106,6 @@ def _recycle(words, h):
     words[h, H_DATA] = (words[h, H_DATA] & 0xFFFF) | (1 << 16)
 
 
-@njit(inline="always")
-def _direct_alone(words, flat, h):
-    """Whether ``h`` is a one-segment direct mbuf whose only reference is the caller's.
-
-    Acquire on the refcnt, as ``_release``: pairs with the release half of
-    the other owners' fetch_add, so their writes happen before its reuse.
-    """
-    return (
-        words[h, H_NEXT] == NO_NEXT
-        and (words[h, H_DATA] >> 16) == 1
-        and not _is_indirect(words, h)
-        and load_acquire(flat, h * H_WORDS + H_REFCNT) == 1
-    )
-
-
 _CHAIN_LOCAL = 0
 _CHAIN_FOREIGN = 1
 
@@ -165,22 +150,9 @@ def mbuf_free_bulk(ring, words, cache, handles, n):
         return ERR_COUNT
     pool_n = words.shape[0] - 1
     pool_id = words[pool_n, P_POOL_ID]
-    flat = words.reshape(words.size)
-    alone = n > 0
     for i in range(n):
-        h = np.int64(handles[i])
-        if h >= pool_n:
+        if handles[i] >= pool_n:
             return ERR_FOREIGN
-        if alone:
-            alone = _direct_alone(words, flat, h)
-    if alone:
-        # Each chain is one direct mbuf held by the caller alone: its last
-        # reference goes, and it already holds what a free mbuf keeps
-        # (_recycle), so the handles go back as they are, with no copy.
-        put = mempool_put_bulk(ring, cache, handles, n)
-        if put <= ERR_STALLED:
-            return put  # freed; the caller finishes the publish (see below)
-        return ERR_OVERFLOW if put < 0 else n
     stop = n
     segments = 0
     for i in range(n):
@@ -193,6 +165,7 @@ def mbuf_free_bulk(ring, words, cache, handles, n):
             segments += np.int64(words[handles[i], H_DATA] >> 16)
     # Room for every segment, and for the direct mbuf each clone may release.
     freed = np.empty(2 * segments, np.uint32)
+    flat = words.reshape(words.size)
     k = 0
     for i in range(stop):
         m = np.int64(handles[i])
