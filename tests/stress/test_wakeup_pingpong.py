@@ -54,6 +54,6 @@ def test_litmus_million_rounds() -> None:
     ):
         assert ring.add_waiter(pktflow.WAIT_DATA, waker) == 0
         assert ring.state is not None
-        lost, would_sleep = litmus(ring.state, 10**6, (cpu_for(0), cpu_for(1)))
-        print(f"litmus: {lost} lost in 10**6 rounds ({would_sleep} would have slept)")
-        assert lost == 0
+        lost, would_sleep, done = litmus(ring.state, 10**6, (cpu_for(0), cpu_for(1)), 600.0)
+        print(f"litmus: {lost} lost in {done} rounds ({would_sleep} would have slept)")
+        assert lost == 0 and done == 10**6
