@@ -132,17 +132,23 @@ class Generator(pktflow.Source):
         return make
 
     def poll(self, burst: pktflow.Burst) -> int | None:
-        k = burst.capacity if self.left is None else min(self.left, burst.capacity)
+        # Runs for every burst: each attribute is read once, into a local.
+        left = self.left
+        k = burst.capacity
+        if left is not None and left < k:
+            k = left
         if self.rate is not None:
             k = min(k, int(self.rate * (time.perf_counter() - self._started)) - self.sent)
         if k <= 0:
-            return None if self.left == 0 else 0
-        if burst.array is not self._bound_array:
-            self._bound_array, self._make = burst.array, self._maker(burst.array)
-        if self._make(k, self.sent, time.time_ns()) != k:  # type: ignore[misc]
+            return None if left == 0 else 0
+        array = burst.array
+        if array is not self._bound_array:
+            self._bound_array, self._make = array, self._maker(array)
+        sent = self.sent
+        if self._make(k, sent, time.time_ns()) != k:  # type: ignore[misc]
             return 0  # the pool is empty until downstream frees: try again
-        self.sent += k
-        if self.left is not None:
-            self.left -= k
+        self.sent = sent + k
+        if left is not None:
+            self.left = left - k
         burst.nbytes = k * self.size
         return k
