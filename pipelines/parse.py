@@ -34,6 +34,8 @@ class Parse(pktflow.Stage):
     def __init__(self, ctx: pktflow.StageContext) -> None:
         super().__init__(ctx)
         self._arrays = PoolArraysCache()
+        # Whether ``process`` may do what Stage.emit does itself (no subclass changed it).
+        self._emit_inline = type(self).emit is pktflow.Stage.emit
 
     def process(self, burst: pktflow.Burst) -> None:
         pool = burst.pool
@@ -46,7 +48,13 @@ class Parse(pktflow.Stage):
         n = burst.n
         valid = _parse_burst(words, data, stride, burst.array, n)
         if valid == n:
-            self.emit(burst)
+            if n and self._emit_inline:
+                # Stage.emit, inlined (lengths kept): the whole burst goes on through "out".
+                burst._sent = True
+                self.stats.handed += n
+                self._outlets["out"](burst)
+            else:
+                self.emit(burst)
         elif valid >= 0:
             # The kernel put the valid handles first: split there.
             self.emit(burst.take(slice(0, valid)))
