@@ -630,9 +630,19 @@ class Walk:
                     f"poll() returned {k!r}: not an int in 0..{source.capacity} or None"
                 )
             burst.n = k
-            source.stats.bursts += 1
             self.packets += k
-            stage.emit(burst)
+            stats = source.stats
+            stats.bursts += 1
+            outlet = stage._outlets.get("out") if type(stage).emit is Stage.emit else None
+            if outlet is None:
+                stage.emit(burst)
+                return k
+            # Stage.emit, inlined (k > 0; a source's emit not overridden).
+            burst._sent = True
+            stats.handed += k
+            if not stage.keeps_lengths:
+                burst.nbytes = -1
+            outlet(burst)
             return k
         except _PASS_THROUGH:
             raise
