@@ -5,8 +5,11 @@ writes frames into blocks of the mapping and hands a block over by its
 status word, so receiving costs no system call while traffic flows. One
 jitted call per burst (``_afpacket_kernels.rx_burst``) walks the blocks
 and copies each frame into a fresh mbuf, then gives the emptied blocks
-back. An idle source sleeps on the socket through the event loop (at most
-50 ms, so a stop and the lcore's other sources go on) instead of spinning.
+back. An idle source returns at once and offers its socket as
+``wait_fd()``: the kernel makes the socket readable when it hands a block
+over (full, or part-filled once ``block_timeout_ms`` passed with a frame
+in it), so an idle walk sleeps on it with its rings and the lcore's other
+sources, and the source never stalls them.
 
 Copy rather than in place: an mbuf is a handle into a pktflow mempool,
 and a ring frame is not one. Handing frames out in place would need
@@ -77,11 +80,6 @@ ETH_P_ALL = 0x0003
 FANOUT_MODES = {"hash": 0, "lb": 1, "cpu": 2, "rollover": 3, "random": 4, "qm": 5}
 PACKET_FANOUT_FLAG_DEFRAG = 0x8000  # hash fragments of a datagram to one socket
 
-WAIT_S = 0.05  # the longest an idle source sleeps on its socket before the walk goes on
-# Sleeping on the socket stalls the lcore's other sources (the walk polls them in
-# turn), so a source sleeps only once it has had no frame for this long: under
-# traffic it returns 0 and lets them run while the kernel fills the next block.
-IDLE_BEFORE_WAIT_S = 0.005
 TX_WAIT_S = 0.1  # the longest a sink waits for the kernel to free ring frames
 _RX_FRAME = 2048  # tp_frame_size: V3 only checks it; frames are packed in blocks
 _TX_HEADER = kernels.T2_DATA
@@ -206,7 +204,7 @@ class AfpacketSource(pktflow.Source):
         self._bound_array: np.ndarray | None = None
         self._kernel_packets = 0
         self._kernel_drops = 0
-        self._last_frame = 0.0  # perf_counter of the last poll that found frames
+        self._fd = -1
 
     async def start(self) -> None:
         # Made here, not in __init__: a pipeline that fails to build holds no socket.
@@ -245,6 +243,7 @@ class AfpacketSource(pktflow.Source):
             await self.stop()
             raise AfpacketError(f"{what}: {exc.strerror}") from None
         sock.setblocking(False)
+        self._fd = sock.fileno()
 
     @property
     def received(self) -> int:
@@ -270,16 +269,16 @@ class AfpacketSource(pktflow.Source):
             self._kernel_packets += packets
             self._kernel_drops += drops
 
-    async def poll(self, burst: pktflow.Burst) -> int | None:
+    def wait_fd(self) -> int | None:
+        # Readable once the block before the kernel's current one is ours
+        # (packet_poll): a retired block we have not walked yet.
+        return self._fd if self._fd >= 0 and self.left != 0 else None
+
+    def poll(self, burst: pktflow.Burst) -> int | None:
         if self.left == 0:
             return None
         if not _rx_ready(self._status, self.block_size, self._cursor):
-            if time.perf_counter() - self._last_frame < IDLE_BEFORE_WAIT_S:
-                return 0  # traffic a moment ago: the next block is coming
-            await self._readable()  # idle: sleep on the socket, not the CPU
-            if not _rx_ready(self._status, self.block_size, self._cursor):
-                return 0
-        self._last_frame = time.perf_counter()
+            return 0  # nothing handed over: the walk sleeps on wait_fd() when all is idle
         n = burst.capacity if self.left is None else min(self.left, burst.capacity)
         if burst.array is not self._bound_array:
             self._bound_array = burst.array
@@ -300,25 +299,6 @@ class AfpacketSource(pktflow.Source):
         burst.nbytes = int(self._counts[kernels.C_BYTES]) - before
         return k
 
-    async def _readable(self) -> None:
-        """Until the kernel hands a block over, at most ``WAIT_S`` (so a stop is seen)."""
-        assert self._sock is not None
-        loop = asyncio.get_running_loop()
-        ready = loop.create_future()
-        fd = self._sock.fileno()
-
-        def wake() -> None:
-            if not ready.done():
-                ready.set_result(None)
-
-        loop.add_reader(fd, wake)
-        try:
-            await asyncio.wait_for(ready, WAIT_S)
-        except TimeoutError:
-            pass
-        finally:
-            loop.remove_reader(fd)
-
     async def stop(self) -> None:
         if self._sock is not None:
             with contextlib.suppress(OSError):
@@ -331,6 +311,7 @@ class AfpacketSource(pktflow.Source):
                 self._map.close()
             self._map = None
         if self._sock is not None:
+            self._fd = -1
             self._sock.close()
             self._sock = None
 

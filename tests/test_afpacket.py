@@ -9,7 +9,9 @@ accounted for, byte for byte, checked with an independent pcap reader
 from __future__ import annotations
 
 import asyncio
+import inspect
 import random
+import socket
 import struct
 import subprocess
 import sys
@@ -160,19 +162,48 @@ def test_a_fanout_group_splits_the_frames_between_its_sockets(netns: Netns):
     assert stats["mempools"]["pkts"]["in_use"] == 0
 
 
-def test_an_idle_source_sleeps_on_its_socket(netns: Netns):
+def test_an_idle_source_sleeps_on_its_socket_and_wakes_for_a_frame(netns: Netns):
+    assert not inspect.iscoroutinefunction(AfpacketSource.poll)  # it never waits itself
     spec = {
         "name": "idle",
-        "runtime": {"poll": "busy"},  # the source itself must not spin
+        "runtime": {"poll": "adaptive"},
         "stages": {
-            "rx": {"type": "afpacket_source", "interface": netns.b},
+            "rx": {"type": "afpacket_source", "interface": netns.b, "block_timeout_ms": 4},
             "c": {"type": "counter", "inputs": ["rx"]},
         },
     }
-    started = time.process_time()
-    _, stats = run_in(netns, spec, duration=1.0)
-    assert time.process_time() - started < 0.5  # mostly asleep in epoll
-    assert stats["stages"]["rx"]["bursts"] == 0
+    pipeline = pktflow.Pipeline.from_dict(spec)
+    frame = bytes([2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1]) + struct.pack("!H", ETHERTYPE) + bytes(46)
+
+    async def main() -> tuple[float, int, list[float], dict]:
+        await pipeline.start()
+        started = time.process_time()
+        await asyncio.sleep(0.1)  # spun, then asleep
+        slept = pipeline._wakeups()[1]
+        await asyncio.sleep(1.0)
+        slept = pipeline._wakeups()[1] - slept
+        idle_cpu = time.process_time() - started
+        waits = []
+        with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0) as tx:
+            tx.bind((netns.a, 0))
+            for i in range(3):  # the kernel hands the part-filled block over after 4 ms
+                await asyncio.sleep(0.2)
+                sent = time.monotonic()
+                tx.send(frame)
+                while pipeline.stats().as_dict()["stages"]["c"]["packets_in"] <= i:
+                    assert time.monotonic() - sent < 5, "the frame never woke the walk"
+                    await asyncio.sleep(0.002)
+                waits.append(time.monotonic() - sent)
+        return idle_cpu, slept, waits, (await pipeline.stop()).as_dict()
+
+    with netns.entered():
+        idle_cpu, slept, waits, stats = asyncio.run(main())
+    assert idle_cpu < 0.5  # mostly asleep in epoll, on the socket
+    assert 1 <= slept <= 3  # in the walk's sleep on the socket (up to 1 s), not polling with pauses
+    # The socket is readable once the block is handed over: a walk never woken by it
+    # would poll again only when its 1 s sleep ends.
+    assert max(waits) < 0.3
+    assert stats["stages"]["rx"]["packets_out"] == 3
     assert stats["mempools"]["pkts"]["in_use"] == 0
 
 

@@ -3,26 +3,38 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import socket
 import threading
+import time
 
 import pytest
 
 import pktflow
+from pktflow.pipelines.udp import UdpSink, UdpSource
 
 
-def echo_pipeline(**sink) -> pktflow.Pipeline:
+def echo_pipeline(extra: dict | None = None, pool: dict | None = None, **sink) -> pktflow.Pipeline:
     return pktflow.Pipeline.from_dict(
         {
             "name": "udp",
             "runtime": {"poll": "adaptive"},
-            "mempools": {"pkts": {"n": 2047, "cache_size": 64, "priv_size": 8}},
+            "mempools": {"pkts": {"n": 2047, "cache_size": 64, "priv_size": 8, **(pool or {})}},
             "stages": {
                 "rx": {"type": "udp_source", "bind": "127.0.0.1:0"},
                 "tx": {"type": "udp_sink", "inputs": ["rx"], **(sink or {"reply": True})},
+                **(extra or {}),
             },
         }
     )
+
+
+def connected_client(port: int) -> socket.socket:
+    """A client connected to the source, as a DNS resolver is: it takes replies from there only."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.settimeout(5)
+    sock.connect(("127.0.0.1", port))
+    return sock
 
 
 def test_echo_returns_every_datagram_byte_for_byte():
@@ -105,3 +117,118 @@ def test_the_sender_needs_a_private_area():
     )
     with pytest.raises(pktflow.ConfigError, match="priv_size: 8"):
         asyncio.run(pipeline.run(duration=0.1))
+
+
+def test_the_reply_comes_from_the_bound_socket_to_a_connected_client():
+    pipeline = echo_pipeline()
+    payloads = [i.to_bytes(2, "big") * (1 + i) for i in range(300)]
+
+    async def main() -> tuple[list[tuple[bytes, tuple[str, int]]], int]:
+        await pipeline.start()
+        port = pipeline.stage("rx").port
+        got = []
+        with connected_client(port) as client:
+            for payload in payloads:  # one at a time: a reply from elsewhere would be lost
+                client.send(payload)
+                got.append(await asyncio.to_thread(client.recvfrom, 2048))
+        await pipeline.stop()
+        return got, port
+
+    got, port = asyncio.run(main())
+    assert [data for data, _ in got] == payloads
+    assert {address for _, address in got} == {("127.0.0.1", port)}
+    sink = pipeline.stage("tx")
+    assert isinstance(sink, UdpSink)
+    assert (sink.sent, sink.failed, sink.unmatched) == (len(payloads), 0, 0)
+
+
+def test_a_burst_goes_out_in_one_system_call():
+    pipeline = echo_pipeline()
+
+    async def main() -> None:
+        await pipeline.start()
+        with connected_client(pipeline.stage("rx").port) as client:
+            source = pipeline.stage("rx")
+            for i in range(32):  # all waiting before the source polls again
+                client.send(bytes([i]) * 64)
+            got = [await asyncio.to_thread(client.recv, 2048) for _ in range(32)]
+        assert sorted(got) == sorted(bytes([i]) * 64 for i in range(32))
+        assert isinstance(source, UdpSource)
+        await pipeline.stop()
+
+    asyncio.run(main())
+    sink = pipeline.stage("tx")
+    assert sink.sent == 32
+    assert sink.calls < 32  # batched: sendmmsg per burst, not sendto per datagram
+
+
+def test_an_idle_source_does_not_stall_a_busy_generator_and_wakes_for_a_datagram(monkeypatch):
+    assert not inspect.iscoroutinefunction(UdpSource.poll)  # nothing in it can wait
+    polls = 0
+    poll = UdpSource.poll
+
+    def counted(self: UdpSource, burst: pktflow.Burst) -> int:
+        nonlocal polls
+        polls += 1
+        return poll(self, burst)
+
+    monkeypatch.setattr(UdpSource, "poll", counted)
+    bursts = 1000
+    pipeline = echo_pipeline(
+        {
+            "gen": {"type": "generator", "count": 32 * bursts, "size": 64},
+            "count": {"type": "counter", "inputs": ["gen"]},
+        },
+        pool={"n": 4095, "cache_size": 128},
+    )
+
+    async def main() -> tuple[int, int, list[float], float, int]:
+        await pipeline.start()
+        deadline = time.monotonic() + 20
+        # Sleeping in its poll (up to 50 ms a round, as udp_source did) would hold the
+        # generator to one burst per sleep: 1000 bursts, 50 s.
+        while pipeline.stats().as_dict()["stages"]["count"]["packets_in"] < 32 * bursts:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        generated, polled = pipeline.stats().as_dict()["stages"]["gen"]["bursts"], polls
+        # Now the only source left is idle: the walk sleeps on its socket ...
+        started = time.process_time()
+        await asyncio.sleep(0.1)  # spun, then asleep
+        slept = pipeline._wakeups()[1]
+        await asyncio.sleep(1.0)
+        slept = pipeline._wakeups()[1] - slept
+        idle_cpu = time.process_time() - started
+        # ... and a datagram wakes it.
+        waits = []
+        with connected_client(pipeline.stage("rx").port) as client:
+            for i in range(3):
+                await asyncio.sleep(0.2)
+                sent = time.monotonic()
+                client.send(b"late %d" % i)
+                assert await asyncio.to_thread(client.recv, 100) == b"late %d" % i
+                waits.append(time.monotonic() - sent)
+        await pipeline.stop()
+        return generated, polled, waits, idle_cpu, slept
+
+    generated, polled, waits, idle_cpu, slept = asyncio.run(main())
+    assert 1 <= slept <= 3  # in the walk's sleep on the socket (up to 1 s), not polling with pauses
+    assert generated == bursts
+    assert polled >= bursts  # polled in every round beside the generator, returned at once
+    assert max(waits) < 0.3  # the walk sleeps at most 1 s when nothing wakes it
+    assert idle_cpu < 0.5
+
+
+def test_a_datagram_longer_than_the_data_room_is_dropped_and_counted():
+    pipeline = echo_pipeline(pool={"data_room": 256})
+
+    async def main() -> None:
+        await pipeline.start()
+        with connected_client(pipeline.stage("rx").port) as client:
+            client.send(bytes(1000))
+            client.send(b"small")
+            assert await asyncio.to_thread(client.recv, 2048) == b"small"
+        await pipeline.stop()
+
+    asyncio.run(main())
+    source = pipeline.stage("rx")
+    assert (source.truncated, source.received) == (1, 1)

@@ -7,8 +7,8 @@ until it sends None.
 
 - ``udp_client``: ("echo", port, seconds) -> ``Span`` of the replies: keeps
   a window of datagrams in flight to 127.0.0.1:port and sends one more per
-  reply. The socket is not connected: ``udp_sink`` replies from its own
-  socket, whose port is not the one the datagram went to.
+  reply, a batch per system call. The socket is connected, so a reply
+  from another address than the server's is dropped (as a resolver does).
 - ``afpacket_sender``: ("send", seconds) -> frames sent: floods the veth
   end ``a`` of the namespace with a pktflow pipeline (generator ->
   afpacket_sink) for that long.
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import struct
 import time
 from typing import Any
 
@@ -35,37 +36,54 @@ FRAME_SIZE = 64  # bytes per frame the sender floods
 DATAGRAM = 64  # bytes of payload per echo datagram
 WINDOW = 128  # datagrams in flight per echo client
 QUIET_S = 0.02  # no reply for this long: datagrams were lost, refill the window
+MSG_WAITFORONE = 0x10000  # recvmmsg: block for the first datagram only
 
 
 def udp_client(parent: Parent) -> None:
-    """Echo client: serves ("echo", port, seconds) jobs until None."""
+    """Echo client: serves ("echo", port, seconds) jobs until None.
+
+    Batched, so the client is not what bounds the server it measures: one
+    ``recvmmsg`` takes every reply waiting (blocking for the first, at most
+    ``QUIET_S``), one ``sendmmsg`` sends as many datagrams again.
+    """
+    import numpy as np
+
+    from pktflow.pipelines import _udp_kernels as k
+
+    rx, rx_iovs, _ = k.messages(WINDOW)
+    tx, tx_iovs, _ = k.messages(WINDOW)
+    buffers = np.zeros((WINDOW, 2048), np.uint8)
+    payload = np.frombuffer(bytes(range(DATAGRAM)), np.uint8).copy()
+    slots = np.arange(WINDOW, dtype=np.uint64)
+    rx_iovs[:: k.MAX_SEGS, 0] = buffers.ctypes.data + slots * 2048
+    rx_iovs[:: k.MAX_SEGS, 1] = 2048
+    tx_iovs[:: k.MAX_SEGS, 0] = payload.ctypes.data
+    tx_iovs[:: k.MAX_SEGS, 1] = DATAGRAM
+    for msgs in (rx, tx):  # connected: no addresses
+        msgs[:, k.M_NAME] = msgs[:, k.M_NAMELEN] = 0
+    k.recv_many(-1, rx, 1, 0), k.send_many(-1, tx, 1, 0)  # compiled (or loaded) before jobs
+    quiet = struct.pack("ll", 0, int(QUIET_S * 1e6))
     parent.ready()
-    payload = bytes(range(DATAGRAM))
-    buffer = bytearray(2048)
     while (job := parent.receive()) is not None:
         _, port, seconds = job
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-            sock.settimeout(QUIET_S)
-            address = ("127.0.0.1", port)
-            sendto, recv_into = sock.sendto, sock.recv_into
+            # Connected, as a DNS resolver is: replies must come from the address it sent to.
+            sock.connect(("127.0.0.1", port))
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, quiet)
+            fd = sock.fileno()
             replies = 0
             start = time.perf_counter()
             deadline = start + seconds
-            for _ in range(WINDOW):
-                sendto(payload, address)
+            k.send_many(fd, tx, WINDOW, 0)
             now = start
             while now < deadline:
-                try:
-                    recv_into(buffer)
-                except TimeoutError:
-                    for _ in range(WINDOW):  # lost on the way: put the window back
-                        sendto(payload, address)
-                    now = time.perf_counter()
-                else:
-                    replies += 1
-                    sendto(payload, address)
-                if not replies & 63:
-                    now = time.perf_counter()
+                got = k.recv_many(fd, rx, WINDOW, MSG_WAITFORONE)
+                if got > 0:
+                    replies += got
+                    k.send_many(fd, tx, got, 0)  # one more per reply
+                else:  # quiet (lost on the way), or refused: put the window back
+                    k.send_many(fd, tx, WINDOW, 0)
+                now = time.perf_counter()
             end = time.perf_counter()
         parent.send(Span(start, end, replies))
 

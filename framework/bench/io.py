@@ -14,7 +14,9 @@ Three pairs of rows, each pair measured in the same run, interleaved:
 - ``UDP echo`` over loopback: ``udp_source -> udp_sink (reply)`` beside a
   plain asyncio ``DatagramProtocol`` echo on uvloop. The client that sends
   and counts the replies runs in another (spawned) process, keeping a
-  window of datagrams in flight, so the GIL measures the server alone.
+  window of datagrams in flight with one ``recvmmsg``/``sendmmsg`` per
+  batch on a connected socket, so neither the GIL nor the client's own
+  cost per datagram bounds the server it measures.
 
 Rates: the pcap row counts the packets the source replayed over the walk's
 time (``stats.elapsed_s``); scapy's, the packets read and filtered over the
@@ -494,8 +496,8 @@ def run_io_bench(
         "the same end under the same flood. Both are bounded by the sender's rate",
         "UDP echo: udp_source -> udp_sink (reply: true) over 127.0.0.1, beside a plain "
         "asyncio DatagramProtocol that sends each datagram back, on uvloop; the client is a "
-        "spawned process keeping 128 datagrams of 64 bytes in flight (one more per reply); "
-        "rate = replies / s",
+        "spawned process on a connected socket keeping 128 datagrams of 64 bytes in flight "
+        "(one more per reply, a batch per recvmmsg/sendmmsg); rate = replies / s",
         "each row: one warm-up run, then the timed runs, interleaved with the other rows' runs",
     ]
     backends = list(backends or BACKENDS)
