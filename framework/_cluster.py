@@ -210,12 +210,16 @@ class Shard:
         if self.pipeline is not None:
             self.pipeline.request_stop()
 
+    def _stages_of(self, cls: type) -> list[Any]:
+        """This node's stages of ``cls`` on lcore 0 (the shard's own process)."""
+        if self.pipeline is None:
+            return []
+        return [s for s in self.pipeline._stages.values() if isinstance(s, cls)]
+
     def _receive_stages(self) -> list[Any]:
         from ._cluster_stages import RemoteReceive
 
-        if self.pipeline is None:
-            return []
-        return [s for s in self.pipeline._stages.values() if isinstance(s, RemoteReceive)]
+        return self._stages_of(RemoteReceive)
 
     async def receivers_ended(self, timeout: float) -> bool:
         """Wait until every receiver here heard the end of its senders (or ``timeout``)."""
@@ -226,10 +230,21 @@ class Shard:
             await asyncio.sleep(0.005)
         return True
 
+    def upstream_ended(self, node: int) -> None:
+        """Node ``node``'s pipeline ended: the receivers here need no end mark from it."""
+        for stage in self._receive_stages():
+            stage.upstream_ended(node)
+
     def forget(self, node: int) -> None:
-        """Node ``node`` is lost: the receivers here stop waiting for its end."""
+        """Node ``node`` is lost: the receivers here stop waiting for its end, and the
+        senders to it here (on lcore 0) give up what they queued at once when they close."""
+        from ._cluster_stages import RemoteSend
+
         for stage in self._receive_stages():
             stage.forget(node)
+        for send in self._stages_of(RemoteSend):
+            if send.to_node == node:
+                send.peer_lost = True
 
     def _close_receivers(self) -> None:
         for receiver in self.receivers:
@@ -414,6 +429,9 @@ class ClusterPipeline(Pipeline):
         failed = result.get("error")
         self._node_state[node] = "failed" if failed else "done"
         self._ended[node].set()
+        for other, shard_ in enumerate(self._shards):
+            if self._node_state[other] == "running" and node in self.plan.senders_to(other):
+                shard_.upstream_ended.remote(node)
         if failed and self._failure is None:
             error = PipelineError(
                 f"node {node}: {failed['text']}", stage=failed["stage"], lcore=failed["lcore"]

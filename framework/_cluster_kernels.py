@@ -130,10 +130,19 @@ def pack(words, data, stride, handles, n):
     return block[:p]
 
 
+_WORDS = types.Array(types.uint32, 2, "C")
+_BYTES = types.Array(types.uint8, 1, "C")
+_HANDLES = types.Array(types.uint32, 1, "C")
+_RECEIVED = types.Array(types.uint8, 1, "C", readonly=True)  # a message's bytes
+
+
 @njit(
-    "int64(uint32[:, ::1], uint8[::1], int64, uint32[::1], int64, uint8[::1], int64, int64, int64)",
+    types.int64(
+        _WORDS, _BYTES, types.int64, _HANDLES, types.int64, _RECEIVED, types.int64, types.int64,
+        types.int64,
+    ),
     **_JIT,
-)
+)  # fmt: skip
 def unpack(words, data, stride, fresh, k, block, n, first, offset):
     """Fill the fresh mbufs ``fresh[:k]`` with packets ``first ..`` of an ``n``-packet block.
 

@@ -271,7 +271,7 @@ class ClusterPlan:
     ) -> StageSpec:
         options = {
             "endpoint": endpoint, "node": node, "full": edge.full, "hwm": edge.hwm,
-            "tag": tag, "feeders": self.feeders[(edge.key, node)],
+            "tag": tag, "feeders": self.feeders[(edge.key, node)], "to_node": edge.consumer_node,
         }  # fmt: skip
         return StageSpec(
             name=edge.send_stage, type="remote_send", cls=RemoteSend, options=options,

@@ -23,6 +23,7 @@ import asyncio
 import importlib
 import inspect
 import struct
+import time
 from typing import Any
 
 import numpy as np
@@ -39,10 +40,13 @@ HEADER = struct.Struct("<IHHHHI")
 MAGIC = 0x504B4658  # "PKFX"
 VERSION = 1
 DATA, END = 0, 1
-# How long a sender's end mark may wait for room: the peer took the last burst,
-# or it did not (gone or stalled: its node may be lost).
+# How long a sender's end mark waits for room at the end: a consumer that takes
+# nothing for that long is gone. (A lost end mark costs the receiver QUIET_S: the
+# driver tells it when the sending node ended, see RemoteReceive.upstream_ended.)
 END_WAIT_S = 5.0
-END_WAIT_FAILING_S = 0.2
+# A receiver whose senders' node ended without their end marks ends after this
+# long with nothing arriving.
+QUIET_S = 0.5
 
 # Receivers bound by the shard before its pipeline is built, by edge key: the
 # RemoteReceive on lcore 0 (the shard's own process) takes its socket here.
@@ -98,9 +102,12 @@ class RemoteSend(Stage):
         transport_name: str = "zmq",
         tag: str = "",
         feeders: list[str] | None = None,
+        to_node: int = -1,
     ) -> None:
         super().__init__(ctx)
         self.ended = False
+        self.to_node = to_node
+        self.peer_lost = False  # the driver said the consumer's node is gone
         if feeders:
             _when_ended(tag, ctx.lcore, frozenset(feeders), self._send_end)
         self.sender: Sender = transport(transport_name).connect(endpoint, hwm=hwm)
@@ -108,7 +115,7 @@ class RemoteSend(Stage):
         self.node = node
         # The last send failed: the peer is gone or stalled. A block edge then
         # drops at once until a send gets through again (an lcore never waits
-        # per burst forever), and the end mark waits only briefly.
+        # per burst forever).
         self.failing = False
         self._pool: Any = None
         self._arrays: tuple[Any, Any, int] | None = None
@@ -130,21 +137,23 @@ class RemoteSend(Stage):
         else:
             self.drop(burst)
 
-    def _send_end(self) -> None:
-        if self.ended:
-            return
-        self.ended = True
-        end = HEADER.pack(MAGIC, VERSION, END, self.node, self.ctx.replica, 0)
-        # The receiver ends only on it: give a slow consumer time to make room.
-        if not self.sender.send([end], END_WAIT_FAILING_S if self.failing else END_WAIT_S):
-            self.failing = True
+    def _send_end(self, timeout: float = 0.0) -> bool:
+        """Queue the end mark (behind every burst sent); whether it is queued."""
+        if not self.ended:
+            end = HEADER.pack(MAGIC, VERSION, END, self.node, self.ctx.replica, 0)
+            self.ended = self.sender.send([end], timeout)
+        return self.ended
 
     async def stop(self) -> None:
-        self._send_end()
         await asyncio.get_running_loop().run_in_executor(None, self._close)
 
     def _close(self) -> None:
-        self.sender.close(linger=0.0 if self.failing else None)
+        # The receiver ends on the end mark: give a slow consumer time to make room
+        # for it. A peer that takes nothing for END_WAIT_S is gone (or stuck): what
+        # is queued for it is given up. Else close delivers what is queued, the
+        # end mark last, for at most LINGER_S.
+        queued = self._send_end(0.0 if self.peer_lost else END_WAIT_S)
+        self.sender.close(linger=None if queued else 0.0)
 
 
 class RemoteReceive(Source):
@@ -161,6 +170,8 @@ class RemoteReceive(Source):
         self.receiver = receiver
         self.expected = {(node, replica) for node, replica in senders}
         self.lost: set[int] = set()
+        self.upstream_done: set[int] = set()  # nodes whose pipeline ended (the driver says)
+        self._quiet_since: float | None = None
         self.received = 0  # packets
         self.messages = 0
         self._message: tuple[Any, int] | None = None
@@ -175,6 +186,12 @@ class RemoteReceive(Source):
         """Every sender said end (or its node is lost) and nothing is left to deliver."""
         return not self.expected and self._message is None
 
+    def upstream_ended(self, node: int) -> None:
+        """Node ``node``'s pipeline ended: its senders closed (what they queued was
+        delivered or given up), so once nothing is waiting here, expect no end mark
+        from it (one that found no room was lost)."""
+        self.upstream_done.add(node)
+
     def forget(self, node: int) -> None:
         """Node ``node`` is lost: expect no end mark from it."""
         self.lost.add(node)
@@ -184,7 +201,16 @@ class RemoteReceive(Source):
         while self._message is None:
             blocks = self.receiver.receive()
             if blocks is None:
+                if self.expected and all(n in self.upstream_done for n, _ in self.expected):
+                    # Their end marks were lost (no room for them): what they sent is
+                    # here or on its way through the kernel; quiet for a while = all in.
+                    now = time.monotonic()
+                    if self._quiet_since is None:
+                        self._quiet_since = now
+                    elif now - self._quiet_since >= QUIET_S:
+                        self.expected.clear()
                 return None if not self.expected else 0
+            self._quiet_since = None
             magic, version, kind, node, replica, n = HEADER.unpack(blocks[0])
             if magic != MAGIC or version != VERSION:
                 raise PipelineError(f"a message that is not a pktflow burst (magic {magic:#x})")

@@ -406,6 +406,7 @@ def test_pack_and_unpack_carry_bytes_lengths_fields_and_chains() -> None:
         got = np.empty(3, np.uint32)
         assert pool.alloc_bulk(got, 3) == 3
         # two calls, as a receiver with a smaller burst makes them
+        block = np.frombuffer(block.tobytes(), np.uint8)  # read-only, as a received message
         offset = unpack(pool.header_words, data, pool._stride, got[:2], 2, block, 3, 0, 0)
         unpack(pool.header_words, data, pool._stride, got[2:], 1, block, 3, 2, offset)
         expect = [payloads[0], payloads[1], payloads[2] + b"t" * 40]
