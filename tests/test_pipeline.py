@@ -450,6 +450,6 @@ def test_an_idle_source_with_a_wait_fd_sleeps_until_it_is_readable(run_on):
         return idle_polls, (await p.stop()).as_dict()
 
     idle_polls, stats = run_on(main)
-    assert idle_polls < 20
+    assert idle_polls < 100  # the adaptive spin (100 µs); back-off polling makes ~500
     assert stats["stages"]["count"]["packets_in"] == 10
     assert all(pool["in_use"] == 0 for pool in stats["mempools"].values())
