@@ -41,6 +41,8 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import msgspec
+
 from ._cluster_plan import ClusterPlan
 from ._errors import ConfigError, PipelineError
 from ._pipeline import Pipeline, Stats
@@ -75,7 +77,8 @@ def import_ray() -> Any:
 
 def with_address(spec: PipelineSpec, address: str) -> PipelineSpec:
     """``spec`` with its cluster address replaced (``pktflow run --cluster ADDRESS``)."""
-    return replace(spec, cluster=replace(spec.cluster or ClusterSpec(), address=address))
+    cluster = msgspec.structs.replace(spec.cluster or ClusterSpec(), address=address)
+    return replace(spec, cluster=cluster)
 
 
 @dataclass(frozen=True)

@@ -111,7 +111,12 @@ def validate(file: str) -> None:
     from ._spec import load_spec_file
     from ._terminal import graph_table
 
-    Console().print(graph_table(load_spec_file(file)))
+    spec = load_spec_file(file)
+    if spec.cluster is not None:  # its layout over nodes: the checks a run makes first
+        from ._cluster_plan import ClusterPlan
+
+        ClusterPlan(spec)
+    Console().print(graph_table(spec))
 
 
 # -- info -------------------------------------------------------------------

@@ -420,3 +420,29 @@ def test_pack_and_unpack_carry_bytes_lengths_fields_and_chains() -> None:
         assert pool.in_use_count() == 0
     finally:
         pool.close()
+
+
+def test_validate_makes_the_layout_checks_and_cluster_overrides_the_address(
+    tmp_path: Path,
+) -> None:
+    import subprocess
+    import sys
+
+    from pktflow._cluster import with_address
+
+    path = tmp_path / "loop.yaml"
+    path.write_text(
+        "name: loop\ncluster: {nodes: 2}\nstages:\n"
+        "  gen: {type: generator, node: 0}\n  a: {type: parse, inputs: [gen], node: 1}\n"
+        "  b: {type: parse, inputs: [a], node: 0}\n  c: {type: counter, inputs: [b], node: 1}\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "pktflow", "validate", str(path)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert "loop.yaml:3: stages: data crosses from node to node and back" in done.stderr
+    spec = pktflow.Pipeline.from_dict(_spec({"gen": {"type": "generator"}})).spec
+    moved = with_address(spec, "10.0.0.1:6379")
+    assert moved.cluster is not None and moved.cluster.address == "10.0.0.1:6379"
+    assert moved.cluster.nodes == 2
