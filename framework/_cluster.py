@@ -170,15 +170,15 @@ class Shard:
             "node_id": ray.get_runtime_context().get_node_id(),
         }  # fmt: skip
 
-    def listen(self, edges: list[tuple[str, int]]) -> dict[str, str]:
+    def listen(self, edges: list[tuple[str, int, str]]) -> dict[str, str]:
         """Bind a receiver per remote edge into this node; their endpoints."""
         from ._cluster_stages import offer_receiver
         from ._cluster_transport import transport
 
         host = import_ray().util.get_node_ip_address()
         endpoints = {}
-        for key, hwm in edges:
-            receiver = transport("zmq").listen(host, hwm=hwm)
+        for key, hwm, name in edges:
+            receiver = transport(name).listen(host, hwm=hwm)
             self.receivers.append(receiver)
             offer_receiver(key, receiver)
             endpoints[key] = receiver.endpoint
@@ -365,7 +365,7 @@ class ClusterPipeline(Pipeline):
         )
         endpoints: dict[str, str] = {}
         for node, shard in enumerate(self._shards):
-            edges = [(e.key, e.hwm) for e in self.plan.receivers_on(node)]
+            edges = [(e.key, e.hwm, e.transport) for e in self.plan.receivers_on(node)]
             if edges:
                 endpoints.update(await self._call(node, shard.listen.remote(edges), "listen"))
         tag = f"{self.name}-{os.getpid()}-{id(self):x}-{time.monotonic_ns()}"
@@ -633,7 +633,7 @@ def aggregate(
             "count": max(0, sent - received) + local.get("count", 0),
             "capacity": e.hwm * e.burst + local.get("capacity", 0),
             "drops": drops + local.get("drops", 0),
-            "transport": "zmq",
+            "transport": e.transport,
             "nodes": [list(e.producer_nodes), e.consumer_node],
             "sent": sent,
             "received": received,

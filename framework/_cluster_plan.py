@@ -53,6 +53,7 @@ class RemoteEdge:
     full: str
     hwm: int
     burst: int
+    transport: str = "zmq"
 
     @property
     def name(self) -> str:
@@ -135,6 +136,7 @@ class ClusterPlan:
                 full=consumer.edge.full,
                 hwm=max(MIN_HWM, consumer.edge.size // burst),
                 burst=burst,
+                transport=consumer.edge.transport,
             )
         )
 
@@ -272,6 +274,7 @@ class ClusterPlan:
         options = {
             "endpoint": endpoint, "node": node, "full": edge.full, "hwm": edge.hwm,
             "tag": tag, "feeders": self.feeders[(edge.key, node)], "to_node": edge.consumer_node,
+            "transport_name": edge.transport,
         }  # fmt: skip
         return StageSpec(
             name=edge.send_stage, type="remote_send", cls=RemoteSend, options=options,

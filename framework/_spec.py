@@ -190,6 +190,13 @@ class EdgeSpec(_Spec, frozen=True):
             "directly (same lcore)."
         ),
     ] = None
+    transport: Annotated[
+        Literal["zmq"],
+        _about(
+            "How an edge between stages on different cluster nodes carries bursts: zmq "
+            "(ZeroMQ PUSH/PULL, one message per burst)."
+        ),
+    ] = "zmq"
 
 
 class ClusterSpec(_Spec, frozen=True):

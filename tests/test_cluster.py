@@ -341,6 +341,14 @@ def _spec(stages: dict[str, Any], nodes: int = 2) -> dict[str, Any]:
             "stages", "from node to node and back", id="node-cycle",
         ),
         pytest.param(
+            {
+                "gen": {"type": "generator"},
+                "c": {"type": "counter", "inputs": ["gen"], "node": 0,
+                      "edge": {"transport": "tcp"}},
+            },
+            "stages.c.edge.transport", "invalid enum value 'tcp'", id="unknown-transport",
+        ),
+        pytest.param(
             {"gen": {"type": "generator", "node": 2}}, "stages.gen.node",
             "node 2 is outside 0..1", id="node-out-of-range",
         ),
