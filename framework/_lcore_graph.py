@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from ._ring import Ring
     from ._spec import StageSpec
 
-__all__ = ["LcoreGraph"]
+__all__ = ["LcoreGraph", "release"]
 
 
 class LcoreGraph:
@@ -188,6 +188,18 @@ class LcoreGraph:
                     error.__cause__ = exc
         self.started.clear()
         return error
+
+
+def release(
+    rings: Mapping[int, Ring], pools: Mapping[str, PktmbufPool], control: Control | None
+) -> None:
+    """Close an lcore's rings, pools and control block (the creator's close removes them)."""
+    for ring in rings.values():
+        ring.close()
+    for pool in pools.values():
+        pool.close()
+    if control is not None:
+        control.close()
 
 
 def _outlet(stage: Stage, targets: list[Inlet], rings: list[RingOutlet]) -> Outlet:

@@ -35,7 +35,7 @@ from ._affinity import pin
 from ._control import Control
 from ._errors import PipelineError
 from ._lcore import register_lcore, unregister_lcore
-from ._lcore_graph import LcoreGraph
+from ._lcore_graph import LcoreGraph, release
 from ._mbuf import PktmbufPool
 from ._placement import Placement
 from ._ring import Ring
@@ -158,12 +158,7 @@ class _Attached:
         self.control = Control.attach(job.control, plan)
 
     def close(self) -> None:
-        for ring in self.rings.values():
-            ring.close()
-        for pool in self.pools.values():
-            pool.close()
-        if self.control is not None:
-            self.control.close()
+        release(self.rings, self.pools, self.control)
         if self.registered:
             unregister_lcore()  # flushes this lcore's mempool caches
             self.registered = False

@@ -426,12 +426,10 @@ class Pipeline:
             self._metrics = None
         if self._workers is not None:
             self._workers.close()
-        for ring in self._rings.values():
-            ring.close()
-        for pool in self._pools.values():
-            pool.close()
-        if self._control is not None:
-            self._control.close()
+        if self._pools:  # built: the walk's modules are loaded
+            from ._lcore_graph import release
+
+            release(self._rings, self._pools, self._control)
         if self._pinned_from is not None:
             os.sched_setaffinity(0, self._pinned_from)
             self._pinned_from = None

@@ -18,11 +18,11 @@ from __future__ import annotations
 import asyncio
 import struct
 from time import perf_counter
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from pktflow.pipelines.generator import flow_headers
 
-__all__ = ["PeerCounts", "frames", "run_peer"]
+__all__ = ["PeerCounts", "frames", "run_peer", "valid_frames"]
 
 ETHERTYPE_IPV4 = 0x0800
 IPPROTO_UDP = 17
@@ -74,28 +74,38 @@ async def _parse(
 ) -> int:
     """Pass on the IPv4/UDP frames of each list, their headers unpacked; returns those dropped."""
     get, put = inp.get, out.put
-    ethertype_of, ip_of, ports_of = (
-        _ETHERTYPE.unpack_from,
-        _VERSION_IHL_PROTO.unpack_from,
-        _PORTS.unpack_from,
-    )
     invalid = 0
     while (batch := await get()) is not _DONE:
-        valid: list[bytes] = []
-        append = valid.append
-        for frame in batch:
-            if len(frame) >= 34 and ethertype_of(frame, 12)[0] == ETHERTYPE_IPV4:
-                version_ihl, proto = ip_of(frame, 14)
-                l4 = 14 + (version_ihl & 0x0F) * 4
-                if version_ihl >> 4 == 4 and proto == IPPROTO_UDP and len(frame) >= l4 + UDP_HEADER:
-                    _sport, _dport = ports_of(frame, l4)
-                    append(frame)
-                    continue
-            invalid += 1
+        valid = valid_frames(batch)
+        invalid += len(batch) - len(valid)
         if valid:
             await put(valid)
     await put(_DONE)
     return invalid
+
+
+def valid_frames(
+    batch: list[bytes],
+    ethertype_of: Any = _ETHERTYPE.unpack_from,
+    ip_of: Any = _VERSION_IHL_PROTO.unpack_from,
+    ports_of: Any = _PORTS.unpack_from,
+) -> list[bytes]:
+    """The IPv4/UDP frames of ``batch``, their headers unpacked (the peers' parse stage).
+
+    The unpackers are bound as defaults: locals, as a careful user would write it.
+
+    Usage: ``valid = valid_frames(batch)``
+    """
+    valid: list[bytes] = []
+    append = valid.append
+    for frame in batch:
+        if len(frame) >= 34 and ethertype_of(frame, 12)[0] == ETHERTYPE_IPV4:
+            version_ihl, proto = ip_of(frame, 14)
+            l4 = 14 + (version_ihl & 0x0F) * 4
+            if version_ihl >> 4 == 4 and proto == IPPROTO_UDP and len(frame) >= l4 + UDP_HEADER:
+                _sport, _dport = ports_of(frame, l4)
+                append(frame)
+    return valid
 
 
 async def _count(inp: asyncio.Queue[list[bytes] | None]) -> tuple[int, int]:

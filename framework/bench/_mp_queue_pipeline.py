@@ -2,8 +2,8 @@
 
 A generator process puts lists of ``burst`` frames (``bytes``) on a bounded
 ``multiprocessing.Queue``; a second process takes them, unpacks each
-frame's headers with ``struct`` (the asyncio peer's parser) and counts
-packets and bytes. Both are spawned and pinned to the two CPUs the
+frame's headers with ``struct`` (the asyncio peer's ``valid_frames``) and
+counts packets and bytes. Both are spawned and pinned to the two CPUs the
 pktflow rows use; the time runs from the generator's first put to the
 counter's last list (``perf_counter`` is CLOCK_MONOTONIC, comparable across
 processes). As in the asyncio peer, frames are built once and reused.
@@ -16,22 +16,18 @@ Usage::
 from __future__ import annotations
 
 import multiprocessing
-import struct
 from time import perf_counter
 from typing import Any
 
 from pktflow._affinity import cpu_for
 from pktflow._worker import Parent, Worker
 
-from ._asyncio_pipeline import ETHERTYPE_IPV4, IPPROTO_UDP, UDP_HEADER
+from ._asyncio_pipeline import valid_frames
 from ._measure import Span
 
 __all__ = ["run_mp_queue_peer"]
 
 _READY_S = 120.0
-_ETHERTYPE = struct.Struct("!H")
-_VERSION_IHL_PROTO = struct.Struct("!B8xB")
-_PORTS = struct.Struct("!HH")
 
 
 def _generate(parent: Parent, queue: Any, templates: list[bytes], count: int, burst: int) -> None:
@@ -53,22 +49,12 @@ def _generate(parent: Parent, queue: Any, templates: list[bytes], count: int, bu
 
 def _parse_and_count(parent: Parent, queue: Any) -> None:
     get = queue.get
-    ethertype_of, ip_of, ports_of = (
-        _ETHERTYPE.unpack_from,
-        _VERSION_IHL_PROTO.unpack_from,
-        _PORTS.unpack_from,
-    )
     parent.ready()
     packets = nbytes = 0
     while (batch := get()) is not None:
-        for frame in batch:
-            if len(frame) >= 34 and ethertype_of(frame, 12)[0] == ETHERTYPE_IPV4:
-                version_ihl, proto = ip_of(frame, 14)
-                l4 = 14 + (version_ihl & 0x0F) * 4
-                if version_ihl >> 4 == 4 and proto == IPPROTO_UDP and len(frame) >= l4 + UDP_HEADER:
-                    _sport, _dport = ports_of(frame, l4)
-                    packets += 1
-                    nbytes += len(frame)
+        valid = valid_frames(batch)
+        packets += len(valid)
+        nbytes += sum(map(len, valid))
     parent.send((packets, nbytes, perf_counter()))
 
 
