@@ -227,14 +227,15 @@ def test_a_killed_worker_is_noticed_within_a_second():
     assert_nothing_left("killed")
 
 
-def test_a_cpu_that_does_not_exist_is_one_clear_error():
+@pytest.mark.parametrize("kind", ["process", "thread"])
+def test_a_cpu_that_does_not_exist_is_one_clear_error(kind: str):
     p = pipeline(
         {
             "gen": {"type": "generator", "count": 10},
             "count": {"type": "counter", "inputs": ["gen"], "lcore": 1},
         },
         name="badcpu",
-        runtime={"cpus": [0, 4000]},
+        runtime={"lcores": {1: kind}, "cpus": [0, 4000]},
     )
     with pytest.raises(pktflow.PipelineError, match=r"lcore 1 cannot start: .*CPU 4000"):
         run(p.run())
@@ -318,20 +319,6 @@ def test_a_thread_lcore_runs_its_stages_in_a_pinned_thread_of_this_process():
     assert stats["stages"]["count"]["packets_in"] == 50_000
     assert_all_back(stats)
     assert_nothing_left("thread")
-
-
-def test_a_thread_lcore_that_cannot_start_is_one_clear_error():
-    p = pipeline(
-        {
-            "gen": {"type": "generator", "count": 10},
-            "count": {"type": "counter", "inputs": ["gen"], "lcore": 1},
-        },
-        name="badthread",
-        runtime={"lcores": {1: "thread"}, "cpus": [0, 4000]},
-    )
-    with pytest.raises(pktflow.PipelineError, match=r"lcore 1 cannot start: .*CPU 4000"):
-        run(p.run())
-    assert_nothing_left("badthread")
 
 
 def test_runtime_lcores_must_name_an_lcore_in_use():
