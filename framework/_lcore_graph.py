@@ -58,6 +58,7 @@ class LcoreGraph:
         self.walk = Walk(lcore, plan.spec.runtime, control)
         self.walk.stages = list(self.stages.values())
         self._wire()
+        self.walk.prepare_sleep()
 
     def _make_stage(self, spec: StageSpec) -> Stage:
         ctx = StageContext(

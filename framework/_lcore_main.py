@@ -198,6 +198,7 @@ async def _serve(parent: Parent, job: LcoreJob, spec: PipelineSpec) -> None:
             parent.send(("failed", stage, f"{type(exc).__name__}: {exc}", portable_error(exc)))
         if graph is not None:
             await graph.stop_stages()
+            graph.walk.stop_sleeping()
         if attached is not None:
             attached.close()
         raise SystemExit(1) from None
@@ -237,6 +238,7 @@ async def _serve(parent: Parent, job: LcoreJob, spec: PipelineSpec) -> None:
         loop.remove_reader(parent.fileno())
         if graph.started:
             await graph.stop_stages()
+        walk.stop_sleeping()
         attached.close()
 
 

@@ -426,6 +426,8 @@ class Pipeline:
             self._metrics = None
         if self._workers is not None:
             self._workers.close()
+        if self._walk is not None:
+            self._walk.stop_sleeping()
         if self._pools:  # built: the walk's modules are loaded
             from ._lcore_graph import release
 

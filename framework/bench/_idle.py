@@ -30,15 +30,17 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def idle_cpu(poll: str, seconds: float) -> float:
+async def idle_cpu(poll: str, seconds: float, cpus: list[int]) -> float:
     """Percent of one CPU lcore 1 uses over ``seconds`` while its input edge stays empty.
 
-    Usage: ``await idle_cpu("interrupt", 5.0)``
+    ``cpus``: the CPUs of lcores 0 and 1.
+
+    Usage: ``await idle_cpu("interrupt", 5.0, [0, 1])``
     """
     p = pktflow.Pipeline.from_dict(
         {
             "name": "pktflow-bench-idle",
-            "runtime": {"poll": poll},
+            "runtime": {"poll": poll, "cpus": cpus},
             "mempools": {"pkts": {"n": 1023, "cache_size": 32, "priv_size": 8}},
             "stages": {
                 "rx": {"type": "udp_source", "bind": "127.0.0.1:0"},

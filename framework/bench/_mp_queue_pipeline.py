@@ -19,7 +19,6 @@ import multiprocessing
 from time import perf_counter
 from typing import Any
 
-from pktflow._affinity import cpu_for
 from pktflow._worker import Parent, Worker
 
 from ._asyncio_pipeline import valid_frames
@@ -58,17 +57,21 @@ def _parse_and_count(parent: Parent, queue: Any) -> None:
     parent.send((packets, nbytes, perf_counter()))
 
 
-def run_mp_queue_peer(templates: list[bytes], count: int, burst: int, maxsize: int) -> Span:
+def run_mp_queue_peer(
+    templates: list[bytes], count: int, burst: int, maxsize: int, *, cpus: list[int]
+) -> Span:
     """One run: ``count`` frames in lists of ``burst`` through a queue of ``maxsize`` lists.
 
-    Usage: ``span = run_mp_queue_peer(frames(16, 64), 1 << 20, 32, 64)``
+    ``cpus``: where the generator and the counter process run.
+
+    Usage: ``span = run_mp_queue_peer(frames(16, 64), 1 << 20, 32, 64, cpus=[0, 1])``
     """
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue(maxsize)
     with (
-        Worker(_parse_and_count, (queue,), name="mp-peer-count", cpu=cpu_for(1)) as counter,
+        Worker(_parse_and_count, (queue,), name="mp-peer-count", cpu=cpus[1]) as counter,
         Worker(
-            _generate, (queue, templates, count, burst), name="mp-peer-gen", cpu=cpu_for(0)
+            _generate, (queue, templates, count, burst), name="mp-peer-gen", cpu=cpus[0]
         ) as generator,
     ):
         counter.wait_ready(_READY_S)

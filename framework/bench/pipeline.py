@@ -119,14 +119,21 @@ FULL = Settings(bursts=[32, 128], run_s=0.3, repeats=7)
 
 
 def quickstart_spec(
-    burst: int, count: int, *, backend: str, rings: bool = False, shape: str | None = None
+    burst: int,
+    count: int,
+    *,
+    backend: str,
+    rings: bool = False,
+    shape: str | None = None,
+    cpus: list[int] | None = None,
 ) -> dict[str, Any]:
     """The quickstart graph as ``Pipeline.from_dict`` takes it, sending ``count`` packets.
 
     ``backend`` is the mempool's backend; with ``rings`` every stage's input
     edge is an in-process numba ring instead of a direct hand-over. ``shape``
     puts it on two lcores: ``"sharded"`` (every stage on lcores 0 and 1) or
-    ``"split"`` (the generator on lcore 0, the rest on lcore 1).
+    ``"split"`` (the generator on lcore 0, the rest on lcore 1); ``cpus`` is
+    its ``runtime.cpus``.
 
     Usage: ``pktflow.Pipeline.from_dict(quickstart_spec(32, 10**6, backend="numba"))``
     """
@@ -141,7 +148,7 @@ def quickstart_spec(
         raise pktflow.PktflowValueError(f"shape is sharded, split or None, not {shape!r}")
     return {
         "name": PIPELINE_NAME,
-        "runtime": {"burst": burst, "poll": "adaptive"},
+        "runtime": {"burst": burst, "poll": "adaptive", **({"cpus": cpus} if cpus else {})},
         "mempools": {"pkts": {**POOL, "backend": backend}},
         "stages": {
             "gen": {
@@ -293,15 +300,15 @@ def _pipeline_trial(
 
 
 def _two_lcores_trial(
-    runner: asyncio.Runner, builds: _Builds, shape: str, burst: int, count: int
+    runner: asyncio.Runner, builds: _Builds, cpus: list[int], shape: str, burst: int, count: int
 ) -> Span:
     """One run of the quickstart graph on two lcores (``shape``: sharded or split)."""
-    spec = quickstart_spec(burst, count, backend=SHARED_BACKEND, shape=shape)
+    spec = quickstart_spec(burst, count, backend=SHARED_BACKEND, shape=shape, cpus=cpus)
     return runner.run(_run_pipeline(spec, builds, _two_key(shape, burst)))
 
 
-def _mp_queue_trial(templates: list[bytes], burst: int, count: int) -> Span:
-    return run_mp_queue_peer(templates, count, burst, QUEUE_MAXSIZE)
+def _mp_queue_trial(templates: list[bytes], cpus: list[int], burst: int, count: int) -> Span:
+    return run_mp_queue_peer(templates, count, burst, QUEUE_MAXSIZE, cpus=cpus)
 
 
 def _run_asyncio_peer(
@@ -335,9 +342,14 @@ def _cases(
     backends: list[str],
     runner: asyncio.Runner,
     builds: _Builds,
+    cpus: list[int],
     progress: Progress,
 ) -> list[Case]:
-    """Every row's case, sized to ``run_s``: per burst, the walk, the rings, then the peer."""
+    """Every row's case, sized to ``run_s``: per burst, the walk, the rings, then the peer.
+
+    ``cpus``: the two CPUs of the 2-lcore rows and their peer (taken before the
+    calling thread was pinned to the first).
+    """
     templates = frames(FLOWS, FRAME_SIZE)
     cases = []
 
@@ -364,9 +376,9 @@ def _cases(
             (SHARDED, "the whole graph on each lcore"),
             (SPLIT, "generator | ring | parse, counter"),
         ):
-            trial = partial(_two_lcores_trial, runner, builds, shape, burst)
+            trial = partial(_two_lcores_trial, runner, builds, cpus, shape, burst)
             cases.append(case(shape, "pktflow", SHARED_BACKEND, TWO_LCORES, burst, note, trial))
-        mp_peer = partial(_mp_queue_trial, templates, burst)
+        mp_peer = partial(_mp_queue_trial, templates, cpus, burst)
         note = f"2 spawned processes, a queue of {QUEUE_MAXSIZE} lists"
         cases.append(case(MP_PEER_NAME, "peer", MP_PEER, None, burst, note, mp_peer))
     return cases
@@ -388,6 +400,7 @@ def _measure_all(
     """
     builds = _Builds()
     seconds = IDLE_S["quick" if settings.run_s < FULL.run_s else "full"]
+    cpus = [cpu_for(0), cpu_for(1)]  # before pinning: a pinned thread sees one CPU
     was_lcore = pktflow.lcore_id() != pktflow.LCORE_ID_ANY
     pktflow.register_lcore()
     try:
@@ -395,12 +408,12 @@ def _measure_all(
             pinned(cpu_for(0)),
             asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner,
         ):
-            cases = _cases(settings, backends, runner, builds, progress)
+            cases = _cases(settings, backends, runner, builds, cpus, progress)
             rows = measure(cases, settings.repeats, progress)
             idle = {}
             for poll in ("adaptive", "interrupt") if backends else ():
                 progress(f"idle CPU of an lcore on an empty edge, poll {poll}")
-                idle[poll] = runner.run(idle_cpu(poll, seconds))
+                idle[poll] = runner.run(idle_cpu(poll, seconds, cpus))
     finally:
         if not was_lcore:
             pktflow.unregister_lcore()
