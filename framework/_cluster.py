@@ -45,7 +45,7 @@ import msgspec
 
 from ._cluster_plan import ClusterPlan
 from ._errors import ConfigError, PipelineError
-from ._pipeline import Pipeline, Stats
+from ._pipeline import Pipeline, Stats, check_start
 from ._spec import ClusterSpec, PipelineSpec
 
 __all__ = ["ClusterPipeline", "ClusterStats", "LocalCluster", "import_ray", "with_address"]
@@ -304,12 +304,7 @@ class ClusterPipeline(Pipeline):
     # -- start ---------------------------------------------------------------------
 
     async def start(self, *, count: int | None = None) -> None:
-        if count is not None and (
-            isinstance(count, bool) or not isinstance(count, int) or count < 0
-        ):
-            raise ValueError(f"count must be an int >= 0, not {count!r}")
-        if self._state != "new":
-            raise PipelineError(f"pipeline {self.name!r} runs once; build a new one to run again")
+        check_start(self.name, self._state, count)
         self._state = "running"
         try:
             await self._launch(count)

@@ -178,12 +178,7 @@ class Pipeline:
 
         Usage: ``await p.start(); ...; stats = await p.stop()``
         """
-        if count is not None and (
-            isinstance(count, bool) or not isinstance(count, int) or count < 0
-        ):
-            raise ValueError(f"count must be an int >= 0, not {count!r}")
-        if self._state != "new":
-            raise PipelineError(f"pipeline {self.name!r} runs once; build a new one to run again")
+        check_start(self.name, self._state, count)
         self._state = "running"
         self._count = count
         try:
@@ -498,6 +493,14 @@ class Pipeline:
 
     def __repr__(self) -> str:
         return f"<Pipeline {self.name!r} {self._state}, {len(self.spec.stages)} stages>"
+
+
+def check_start(name: str, state: str, count: int | None) -> None:
+    """Refuse a bad ``count`` and a second start (a pipeline runs once)."""
+    if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 0):
+        raise ValueError(f"count must be an int >= 0, not {count!r}")
+    if state != "new":
+        raise PipelineError(f"pipeline {name!r} runs once; build a new one to run again")
 
 
 def _count_shares(plan: Placement, count: int | None) -> dict[int, int | None]:
