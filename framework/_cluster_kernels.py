@@ -21,6 +21,7 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from pktflow._byte_kernels import put_u32_le
 from pktflow._mbuf_layout import (
     H_BUF,
     H_DATA,
@@ -72,14 +73,6 @@ def _copy(typingctx, dst, at, src, start, n):
 
 
 @njit(inline="always")
-def _put32(out, p, value):
-    out[p] = value & 0xFF
-    out[p + 1] = (value >> 8) & 0xFF
-    out[p + 2] = (value >> 16) & 0xFF
-    out[p + 3] = (value >> 24) & 0xFF
-
-
-@njit(inline="always")
 def _get32(block, p):
     return np.uint32(
         np.uint32(block[p])
@@ -109,7 +102,7 @@ def pack(words, data, stride, handles, n):
     for i in range(n):
         h = np.int64(handles[i])
         for f in range(FIELD_WORDS):
-            _put32(block, (i * FIELD_WORDS + f) * 4, words[h, _FIELDS[f]])
+            put_u32_le(block, (i * FIELD_WORDS + f) * 4, words[h, _FIELDS[f]])
         reachable = True
         m = h
         while m != NO_NEXT:
@@ -118,7 +111,7 @@ def pack(words, data, stride, handles, n):
                 break
             m = np.int64(words[m, H_NEXT])
         left = np.int64(words[h, H_PKT_LEN]) if reachable else np.int64(0)
-        _put32(block, (n * FIELD_WORDS + i) * 4, np.uint32(left))
+        put_u32_le(block, (n * FIELD_WORDS + i) * 4, np.uint32(left))
         m = h
         while left > 0 and m != NO_NEXT:
             seg = min(np.int64(words[m, H_DATA] & 0xFFFF), left)

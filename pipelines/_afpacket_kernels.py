@@ -27,6 +27,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from pktflow._byte_kernels import put_u32_le
 from pktflow._mbuf_layout import (
     H_BUF,
     H_DATA,
@@ -91,14 +92,6 @@ def _u32(ring, p):
 @njit(inline="always")
 def _u16(ring, p):
     return np.int64(ring[p]) | (np.int64(ring[p + 1]) << 8)
-
-
-@njit(inline="always")
-def _put32(ring, p, value):
-    ring[p] = value & 0xFF
-    ring[p + 1] = (value >> 8) & 0xFF
-    ring[p + 2] = (value >> 16) & 0xFF
-    ring[p + 3] = (value >> 24) & 0xFF
 
 
 @njit(
@@ -235,8 +228,8 @@ def tx_burst(
             at += seg_len
             left -= seg_len
             m = np.int64(words[m, H_NEXT])
-        _put32(ring, base + T2_LEN, pkt_len)
-        _put32(ring, base + T2_SNAPLEN, pkt_len)
+        put_u32_le(ring, base + T2_LEN, pkt_len)
+        put_u32_le(ring, base + T2_SNAPLEN, pkt_len)
         # Release: the frame's bytes and length are written before the kernel may read them.
         store_release(status, base // 4 + T2_STATUS // 4, TP_STATUS_SEND_REQUEST)
         counts[C_FRAMES] += 1

@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from pktflow._byte_kernels import put_u32_le
 from pktflow._mbuf_layout import (
     H_BUF,
     H_DATA,
@@ -233,14 +234,6 @@ def records_to_mbufs(words, data, stride, out, n, file, records, first, ts_shift
         words[h, H_TIMESTAMP + 1] = np.uint32(ts >> 32)
 
 
-@njit(inline="always")
-def _put32(out, p, value):
-    out[p] = value & 0xFF
-    out[p + 1] = (value >> 8) & 0xFF
-    out[p + 2] = (value >> 16) & 0xFF
-    out[p + 3] = (value >> 24) & 0xFF
-
-
 @njit(
     "UniTuple(int64, 2)(uint32[:, ::1], uint8[::1], int64, uint32[::1], int64, uint8[::1],"
     " int64, boolean)",
@@ -269,22 +262,22 @@ def mbufs_to_records(words, data, stride, handles, n, out, snaplen, pcapng):
         if pcapng:
             padded = (caplen + 3) & ~3
             total = 32 + padded
-            _put32(out, p, 6)
-            _put32(out, p + 4, total)
-            _put32(out, p + 8, 0)
-            _put32(out, p + 12, ts >> 32)
-            _put32(out, p + 16, ts & 0xFFFFFFFF)
-            _put32(out, p + 20, caplen)
-            _put32(out, p + 24, pkt_len)
+            put_u32_le(out, p, 6)
+            put_u32_le(out, p + 4, total)
+            put_u32_le(out, p + 8, 0)
+            put_u32_le(out, p + 12, ts >> 32)
+            put_u32_le(out, p + 16, ts & 0xFFFFFFFF)
+            put_u32_le(out, p + 20, caplen)
+            put_u32_le(out, p + 24, pkt_len)
             at = p + 28
             out[at + caplen : at + padded] = 0
-            _put32(out, p + total - 4, total)
+            put_u32_le(out, p + total - 4, total)
             p_next = p + total
         else:
-            _put32(out, p, ts // 1_000_000_000)
-            _put32(out, p + 4, ts % 1_000_000_000)
-            _put32(out, p + 8, caplen)
-            _put32(out, p + 12, pkt_len)
+            put_u32_le(out, p, ts // 1_000_000_000)
+            put_u32_le(out, p + 4, ts % 1_000_000_000)
+            put_u32_le(out, p + 8, caplen)
+            put_u32_le(out, p + 12, pkt_len)
             at = p + 16
             p_next = at + caplen
         left = caplen
