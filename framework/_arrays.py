@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from ._errors import PktflowTypeError, PktflowValueError
 from .abc import U32Array
@@ -102,3 +103,21 @@ def one_handle(handle: int) -> U32Array:
     one = np.empty(1, dtype=np.uint32)
     one[0] = handle
     return one
+
+
+def descriptor(*parts: np.ndarray[Any, Any] | int) -> npt.NDArray[np.uint64]:
+    """What a kernel called with one address reads its arguments from (see
+    ``backends/_numba/_address_kernels.py``): each array as (address, rows),
+    each int as itself. The caller keeps the arrays alive while it is used.
+
+    Usage: ``d = descriptor(state, words, row, array); call(int(d.ctypes.data), n)``
+    """
+    words: list[int] = []
+    for part in parts:
+        if isinstance(part, np.ndarray):
+            if not part.flags.c_contiguous:
+                raise PktflowValueError("a kernel descriptor takes C-contiguous arrays only")
+            words += [part.ctypes.data, part.shape[0]]
+        else:
+            words.append(int(part))
+    return np.array(words, np.uint64)

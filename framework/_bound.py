@@ -47,12 +47,19 @@ class BoundCalls:
         self._made: weakref.WeakSet[partial[int]] = weakref.WeakSet()
         self._closed = False
 
-    def bind(self, func: Callable[..., int], *args: Any) -> Callable[[int], int]:
+    def bind(
+        self, func: Callable[..., int], *args: Any, keep: object = None
+    ) -> Callable[[int], int]:
         """``func`` with ``args`` bound in front: a call that takes only ``n``.
+
+        ``keep``: what the call needs alive besides its arguments (the
+        arrays that address arguments point into), until it is disarmed.
 
         Usage: ``dequeue = calls.bind(impl.dequeue_burst, out)``
         """
         call: partial[int] = partial(func, *args)
+        if keep is not None:
+            call.keep = keep  # type: ignore[attr-defined]
         with self._lock:
             if self._closed:  # a bind racing the close: disarmed from the start
                 _disarm(call)

@@ -299,6 +299,17 @@ class PktmbufPool(Mempool):
         checked_out(array, None)
         self._live()
         row = self._row(cache)
+        fast = self._reference.fast
+        if (
+            fast is not None and fast.bind_args is not None and not self.debug
+            and array.flags.c_contiguous
+        ):  # fmt: skip
+            args, keep = fast.bind_args(row, array)
+            assert fast.alloc_bound is not None and fast.free_bound is not None
+            return BoundMbufPool(
+                alloc_bulk=self._bound.bind(fast.alloc_bound, *args, keep=keep),
+                free_bulk=self._bound.bind(fast.free_bound, *args, keep=keep),
+            )
         return BoundMbufPool(
             alloc_bulk=self._bound.bind(self._alloc_bulk, row, array),
             free_bulk=self._bound.bind(self._free_bulk, row, array),

@@ -124,11 +124,14 @@ class Burst:
     """
 
     __slots__ = (
-        "_free_bound", "_holder", "_sent", "array", "capacity", "input", "n", "nbytes", "pool",
+        "_address", "_free_bound", "_holder", "_sent", "array", "capacity", "input", "n",
+        "nbytes", "pool",
     )  # fmt: skip
 
     def __init__(self, array: U32Array, pool: PktmbufPool) -> None:
         self.array = array
+        # Where its handles are, for kernels called with addresses (0: not contiguous).
+        self._address: int = array.ctypes.data if array.flags.c_contiguous else 0
         # Length of ``array``: the most handles this burst can hold.
         self.capacity: int = array.shape[0]
         self.n = 0

@@ -364,6 +364,14 @@ class MbufOps(NamedTuple):
     alloc_bulk: Callable[[U32Array, U32Array, int], int]
     free_bulk: Callable[[U32Array, U32Array, int], int]
     refcnt_add: Callable[[int, int], int]
+    # Optional, cheaper calls for ``PktmbufPool.bind``: ``bind_args(cache,
+    # array)`` gives (args, keep): ``alloc_bound(*args, n)`` and
+    # ``free_bound(*args, n)`` work like the two above on that row and
+    # array (e.g. args are addresses, not arrays); ``keep`` holds what they
+    # point into, for as long as they may be called.
+    bind_args: Callable[[U32Array, U32Array], tuple[tuple[int, ...], object]] | None = None
+    alloc_bound: Callable[..., int] | None = None
+    free_bound: Callable[..., int] | None = None
 
 
 class Backend(ABC):

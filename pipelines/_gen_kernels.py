@@ -6,6 +6,8 @@ import numpy as np
 from numba import njit
 
 from pktflow._mbuf_layout import H_BUF, H_DATA, H_PKT_LEN, H_TIMESTAMP
+from pktflow.backends._numba._address_kernels import descriptor, u8_at, u64_rows_at
+from pktflow.backends._numba._mbuf_kernels import BOUND_WORDS, bound_views
 from pktflow.backends.jit import mbuf_alloc_bulk
 
 _SIG = (
@@ -49,20 +51,27 @@ def fill_frames(words, data, stride, handles, n, templates, size, first, timesta
             flow = 0
 
 
-_SIG_ALLOC = (
-    "int64(uint32[::1], uint32[:, ::1], uint32[::1], uint8[::1], int64, uint64[:, ::1], int64,"
-    " uint32[::1], int64, int64, int64)"
+# The descriptor (pktflow._arrays.descriptor): a bound mbuf call's
+# (ring state, header words, cache row, out), then these.
+_DATA, _DATA_LEN, _STRIDE, _TEMPLATES, _FLOWS, _TEMPLATE_WORDS, _SIZE = range(
+    BOUND_WORDS, BOUND_WORDS + 7
 )
+ALLOC_FRAMES_WORDS = BOUND_WORDS + 7
 
 
-@njit(_SIG_ALLOC, cache=True, nogil=True)
-def alloc_frames(ring, words, cache, data, stride, templates, size, out, n, first, timestamp):
+@njit("int64(int64, int64, int64, int64)", cache=True)
+def alloc_frames(address, n, first, timestamp):
     """Allocate ``n`` mbufs into ``out`` (all or none, DPDK's alloc_bulk) and fill them.
 
-    One call per burst for pools whose free list is a jitted ring: ``ring``
-    is its state, ``cache`` the calling lcore's cache row. Returns n or 0.
+    One call per burst, with ints only, for pools whose free list is a
+    jitted ring; ``address`` is the descriptor's (see above). Returns n or 0.
     """
+    ring, words, cache, out = bound_views(address)
+    d = descriptor(address, ALLOC_FRAMES_WORDS)
     got = mbuf_alloc_bulk(ring, words, cache, out, n)
     if got > 0:
-        fill_frames(words, data, stride, out, got, templates, size, first, timestamp)
+        data = u8_at(d[_DATA], d[_DATA_LEN])
+        templates = u64_rows_at(d[_TEMPLATES], d[_FLOWS], d[_TEMPLATE_WORDS])
+        fill_frames(words, data, np.int64(d[_STRIDE]), out, got, templates,
+                    np.int64(d[_SIZE]), first, timestamp)  # fmt: skip
     return got

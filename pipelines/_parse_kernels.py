@@ -48,8 +48,10 @@ from pktflow._mbuf_layout import (
     H_PACKET_TYPE,
     H_PKT_LEN,
     H_TX_OFFLOAD,
+    H_WORDS,
     P_POOL_ID,
 )
+from pktflow.backends._numba._address_kernels import descriptor, u8_at, u32_at, u32_rows_at
 
 from ._burst_checks import check_burst
 
@@ -319,3 +321,15 @@ def parse_burst(words, data, stride, handles, n):
             handles[valid] = h
             valid += 1
     return valid
+
+
+@njit("int64(int64, int64, int64)", cache=True)
+def parse_burst_at(pool, handles, n):
+    """``parse_burst`` called with ints: ``pool`` is the address of
+    ``PoolArrays.described`` (words, data, stride), ``handles`` of a burst's array.
+
+    Holds the GIL (one call per burst: releasing it costs about 40 ns).
+    """
+    d = descriptor(pool, 5)
+    words = u32_rows_at(d[0], d[1], H_WORDS)
+    return parse_burst(words, u8_at(d[2], d[3]), np.int64(d[4]), u32_at(handles, max(n, 0)), n)

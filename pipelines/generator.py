@@ -19,6 +19,7 @@ from functools import partial
 import numpy as np
 
 import pktflow
+from pktflow._arrays import descriptor
 from pktflow._lcore import thread_state
 from pktflow.backends._numba._ring import _compiled
 
@@ -109,6 +110,7 @@ class Generator(pktflow.Source):
         # make(n, first, timestamp) -> n or 0: allocate and fill, bound to one array.
         self._make: Callable[[int, int, int], int] | None = None
         self._bound_array: np.ndarray | None = None
+        self._described: tuple[np.ndarray, ...] = ()  # what _make reads its arrays from
 
     async def start(self) -> None:
         self._started = time.perf_counter()
@@ -117,9 +119,16 @@ class Generator(pktflow.Source):
         """Allocate-and-fill bound to ``array``: one compiled call where the pool allows."""
         pool = self.ctx.pool
         state = pool.ring.state
-        fixed = (self._words, pool.cache_rows[thread_state.cache_index], self._data, self._stride)
         if state is not None and not pool.debug:
-            return partial(_alloc_frames, state, *fixed, self.templates, self.size, array)
+            row = pool.cache_rows[thread_state.cache_index]
+            template_words = self.templates.shape[1]
+            described = descriptor(
+                state, self._words, row, array, self._data, self._stride, self.templates,
+                template_words, self.size,
+            )  # fmt: skip
+            # What it points into lives while the call may run (words, data: self).
+            self._described = (described, state, row, array)
+            return partial(_alloc_frames, described.ctypes.data)
         alloc = pool.bind(array).alloc_bulk
 
         def make(n: int, first: int, timestamp: int) -> int:

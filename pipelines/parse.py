@@ -16,13 +16,14 @@ from __future__ import annotations
 import pktflow
 from pktflow.backends._numba._ring import _compiled
 
-from ._parse_kernels import parse_burst
+from ._parse_kernels import parse_burst, parse_burst_at
 from ._pool_data import PoolArraysCache
 
 __all__ = ["Parse"]
 
 # Arguments typed by construction (runtime bursts, pool views): no dispatch.
 _parse_burst = _compiled(parse_burst)
+_parse_burst_at = _compiled(parse_burst_at)
 
 
 class Parse(pktflow.Stage):
@@ -40,13 +41,14 @@ class Parse(pktflow.Stage):
     def process(self, burst: pktflow.Burst) -> None:
         pool = burst.pool
         arrays = self._arrays
-        # PoolArraysCache.of, inlined for the pool it saw last.
-        words, data, stride = (
-            arrays._arrays if pool is arrays._pool and arrays._arrays is not None
-            else arrays.of(pool)
-        )  # fmt: skip
+        if pool is not arrays._pool:
+            arrays.of(pool)
         n = burst.n
-        valid = _parse_burst(words, data, stride, burst.array, n)
+        handles = burst._address
+        valid = (
+            _parse_burst_at(arrays.address, handles, n) if handles
+            else _parse_burst(*arrays.of(pool), burst.array, n)
+        )  # fmt: skip
         if valid == n:
             if n and self._emit_inline:
                 # Stage.emit, inlined (lengths kept): the whole burst goes on through "out".

@@ -31,6 +31,7 @@ from pktflow._mbuf_layout import (
 )
 from pktflow.abc import ERR_CORRUPT, ERR_COUNT, ERR_FOREIGN, ERR_OVERFLOW, ERR_STALLED
 
+from ._address_kernels import descriptor, u32_at, u32_rows_at
 from ._atomics import fetch_add, load_acquire
 from ._mempool_kernels import mempool_get_bulk, mempool_put_bulk
 
@@ -203,3 +204,39 @@ def mbuf_refcnt_add(words, h, delta):
     """Atomically add ``delta`` to the refcnt of ``h``; returns the new value."""
     old = fetch_add(words.reshape(words.size), h * H_WORDS + H_REFCNT, delta & 0xFFFFFFFF)
     return (np.int64(old) + delta) & 0xFFFFFFFF
+
+
+# The bound calls (``PktmbufPool.bind``): one int instead of four arrays,
+# whose meminfos would cost about half of a burst's call. The descriptor is
+# ``descriptor(ring_state, header_words, cache_row, array)`` (pktflow._arrays),
+# made when the call is bound; anything after its first BOUND_WORDS words is
+# the caller's (the generator keeps its own arguments there).
+BOUND_WORDS = 8
+
+
+@njit(inline="always")
+def bound_views(address):
+    """(ring, words, cache, array) from a bound call's descriptor."""
+    d = descriptor(address, BOUND_WORDS)
+    return (
+        u32_at(d[0], d[1]),
+        u32_rows_at(d[2], d[3], H_WORDS),
+        u32_at(d[4], d[5]),
+        u32_at(d[6], d[7]),
+    )
+
+
+# Holding the GIL: these run for microseconds at most, and releasing it
+# costs each call about 40 ns.
+@njit("int64(int64, int64)", cache=True)
+def mbuf_alloc_bulk_bound(address, n):
+    """``mbuf_alloc_bulk`` over the arrays of a bound call's descriptor."""
+    ring, words, cache, out = bound_views(address)
+    return mbuf_alloc_bulk(ring, words, cache, out, n)
+
+
+@njit("int64(int64, int64)", cache=True)
+def mbuf_free_bulk_bound(address, n):
+    """``mbuf_free_bulk`` over the arrays of a bound call's descriptor."""
+    ring, words, cache, handles = bound_views(address)
+    return mbuf_free_bulk(ring, words, cache, handles, n)

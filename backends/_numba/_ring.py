@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from pktflow._arrays import descriptor
 from pktflow._errors import RingError
 from pktflow._memory import Zone
 from pktflow.abc import (
@@ -288,10 +289,19 @@ class JitRing(Ring):
     def mbuf_ops(self, header_words: npt.NDArray[np.uint32]) -> MbufOps:
         from . import _mbuf_kernels as k
 
+        state = self._state
+
+        def bind_args(cache: U32Array, array: U32Array) -> tuple[tuple[int, ...], object]:
+            described = descriptor(state, header_words, cache, array)
+            return (described.ctypes.data,), (described, state, header_words, cache, array)
+
         return MbufOps(
-            alloc_bulk=partial(_compiled(k.mbuf_alloc_bulk), self._state, header_words),
-            free_bulk=partial(_compiled(k.mbuf_free_bulk), self._state, header_words),
+            alloc_bulk=partial(_compiled(k.mbuf_alloc_bulk), state, header_words),
+            free_bulk=partial(_compiled(k.mbuf_free_bulk), state, header_words),
             refcnt_add=partial(_compiled(k.mbuf_refcnt_add), header_words),
+            bind_args=bind_args,
+            alloc_bound=_compiled(k.mbuf_alloc_bulk_bound),
+            free_bound=_compiled(k.mbuf_free_bulk_bound),
         )
 
     @property
