@@ -393,6 +393,10 @@ class SourceRun:
         self.done = False
         self.stats = stage.stats
         self.capacity = burst.capacity
+        # Where a burst goes when the walk may do what Stage.emit does itself
+        # (the stage did not override emit); None: call emit. Wired already.
+        self.outlet = stage._outlets.get("out") if type(stage).emit is Stage.emit else None
+        self.keeps_lengths = stage.keeps_lengths
         # Optional: a descriptor readable when poll() would find something
         # (a socket): an idle walk then sleeps on it instead of polling.
         self._wait_fd: Callable[[], int | None] | None = getattr(stage, "wait_fd", None)
@@ -450,6 +454,7 @@ class Walk:
         self.waker: Waker | None = None
         self._woken: asyncio.Future[None] | None = None
         self.sleeps = 0  # times it slept on the waker (idle figures)
+        self._source_ended = False  # a round saw a source end: drop it from the active ones
 
     def request_stop(self) -> None:
         """Stop polling sources; the walk drains its inputs and ends."""
@@ -488,30 +493,20 @@ class Walk:
         idle_since, pause = 0.0, _FIRST_PAUSE_S
         since_yield = 0
         active = list(self.sources)
+        # The common lcore (sync sources, direct edges only) polls in a tighter loop.
+        direct = not (self.inputs or self.outlets or self.has_async) and not any(
+            source.is_async for source in active
+        )
         while True:
-            moved = 0
             try:
-                if self.inputs or self.outlets:
-                    from_rings = self._poll_rings()
-                    moved += from_rings
-                    since_yield += from_rings > 0
-                for source in active if not self.stopping else ():
-                    if source.rings and source.blocked():
-                        continue
-                    k = await self._poll_source(source) if source.is_async else self._poll(source)
-                    if k is None:
-                        source.done = True
-                        active = [s for s in active if not s.done]
-                        break
-                    if k:
-                        moved += k
-                        since_yield += 1
-                        if count is not None and self.packets >= count:
-                            self.stopping = True
-                    if self.has_async:
-                        await _run_async_pending(self.pending)
-                if self.has_async and self.pending:
-                    await _run_async_pending(self.pending)
+                if direct:
+                    moved, bursts = self._direct_rounds(active, count)
+                else:
+                    moved, bursts = await self._round(active, count)
+                since_yield += bursts
+                if self._source_ended:
+                    self._source_ended = False
+                    active = [s for s in active if not s.done]
             except StageFailed as failed:
                 self._fail(failed)
                 moved = 1  # go on draining
@@ -542,6 +537,53 @@ class Walk:
                 else:
                     await asyncio.sleep(pause)
                     pause = min(pause * 2, self.longest_pause)
+
+    def _direct_rounds(self, active: list[SourceRun], count: int | None) -> tuple[int, int]:
+        """Rounds over sync sources whose outputs are direct edges, up to
+        ``yield_every`` bursts, until a round makes nothing: (packets, bursts)."""
+        poll = self._poll
+        moved = bursts = 0
+        limit = self.yield_every
+        while not self.stopping:
+            made = 0
+            for source in active:
+                k = poll(source)
+                if k:
+                    made += k
+                    bursts += 1
+                elif k is None:
+                    source.done = self._source_ended = True
+            moved += made
+            if count is not None and self.packets >= count:
+                self.stopping = True
+            if not made or self._source_ended or bursts >= limit:
+                break
+        return moved, bursts
+
+    async def _round(self, active: list[SourceRun], count: int | None) -> tuple[int, int]:
+        """One round: the rings, then each source that has room: (handles moved, bursts)."""
+        moved = bursts = 0
+        if self.inputs or self.outlets:
+            from_rings = self._poll_rings()
+            moved += from_rings
+            bursts += from_rings > 0
+        for source in active if not self.stopping else ():
+            if source.rings and source.blocked():
+                continue
+            k = await self._poll_source(source) if source.is_async else self._poll(source)
+            if k is None:
+                source.done = self._source_ended = True
+                break
+            if k:
+                moved += k
+                bursts += 1
+                if count is not None and self.packets >= count:
+                    self.stopping = True
+            if self.has_async:
+                await _run_async_pending(self.pending)
+        if self.has_async and self.pending:
+            await _run_async_pending(self.pending)
+        return moved, bursts
 
     # -- sleeping until a ring has handles (or room) --------------------------------
 
@@ -639,14 +681,14 @@ class Walk:
             self.packets += k
             stats = source.stats
             stats.bursts += 1
-            outlet = stage._outlets.get("out") if type(stage).emit is Stage.emit else None
+            outlet = source.outlet
             if outlet is None:
                 stage.emit(burst)
                 return k
             # Stage.emit, inlined (k > 0; a source's emit not overridden).
             burst._sent = True
             stats.handed += k
-            if not stage.keeps_lengths:
+            if not source.keeps_lengths:
                 burst.nbytes = -1
             outlet(burst)
             return k

@@ -14,7 +14,6 @@ from __future__ import annotations
 import struct
 import time
 from collections.abc import Callable
-from functools import partial
 
 import numpy as np
 
@@ -107,15 +106,17 @@ class Generator(pktflow.Source):
         self.sent = 0
         self._started = 0.0
         self._words, self._data, self._stride = PoolArraysCache().of(ctx.pool)
-        # make(n, first, timestamp) -> n or 0: allocate and fill, bound to one array.
-        self._make: Callable[[int, int, int], int] | None = None
+        # make(address, n, first, timestamp) -> n or 0: allocate and fill, bound to one
+        # array through the descriptor at ``address`` (called as it is: no partial).
+        self._make: Callable[[int, int, int, int], int] | None = None
+        self._address = 0
         self._bound_array: np.ndarray | None = None
         self._described: tuple[np.ndarray, ...] = ()  # what _make reads its arrays from
 
     async def start(self) -> None:
         self._started = time.perf_counter()
 
-    def _maker(self, array: np.ndarray) -> Callable[[int, int, int], int]:
+    def _maker(self, array: np.ndarray) -> tuple[Callable[[int, int, int, int], int], int]:
         """Allocate-and-fill bound to ``array``: one compiled call where the pool allows."""
         pool = self.ctx.pool
         state = pool.ring.state
@@ -128,17 +129,17 @@ class Generator(pktflow.Source):
             )  # fmt: skip
             # What it points into lives while the call may run (words, data: self).
             self._described = (described, state, row, array)
-            return partial(_alloc_frames, described.ctypes.data)
+            return _alloc_frames, described.ctypes.data
         alloc = pool.bind(array).alloc_bulk
 
-        def make(n: int, first: int, timestamp: int) -> int:
+        def make(address: int, n: int, first: int, timestamp: int) -> int:
             got = alloc(n)
             if got > 0:
                 _fill_frames(self._words, self._data, self._stride, array, got,
                              self.templates, self.size, first, timestamp)  # fmt: skip
             return got
 
-        return make
+        return make, 0
 
     def poll(self, burst: pktflow.Burst) -> int | None:
         # Runs for every burst: each attribute is read once, into a local.
@@ -152,9 +153,10 @@ class Generator(pktflow.Source):
             return None if left == 0 else 0
         array = burst.array
         if array is not self._bound_array:
-            self._bound_array, self._make = array, self._maker(array)
+            self._bound_array = array
+            self._make, self._address = self._maker(array)
         sent = self.sent
-        if self._make(k, sent, time.time_ns()) != k:  # type: ignore[misc]
+        if self._make(self._address, k, sent, time.time_ns()) != k:  # type: ignore[misc]
             return 0  # the pool is empty until downstream frees: try again
         self.sent = sent + k
         if left is not None:

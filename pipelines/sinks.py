@@ -25,9 +25,14 @@ class Counter(pktflow.Stage):
         super().__init__(ctx)
         # input edge -> [packets, bytes]
         self.per_input: defaultdict[str, list[int]] = defaultdict(lambda: [0, 0])
+        # The row of the input seen last (an input's name is one str object).
+        self._input, self._row = "", [0, 0]
 
     def process(self, burst: pktflow.Burst) -> None:
-        row = self.per_input[burst.input]
+        row = self._row
+        if burst.input is not self._input:
+            self._input, row = burst.input, self.per_input[burst.input]
+            self._row = row
         row[0] += burst.n
         row[1] += burst.nbytes
         self.free(burst)
