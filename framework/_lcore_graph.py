@@ -22,7 +22,18 @@ import numpy as np
 
 from ._errors import ConfigError, PipelineError
 from ._stage import Burst, Outlet, Source, Stage, StageContext
-from ._walk import FanOut, Finish, Inlet, RingInlet, RingOutlet, SourceRun, Walk, unconsumed
+from ._walk import (
+    AsyncInlet,
+    FanOut,
+    Finish,
+    Inlet,
+    RingInlet,
+    RingOutlet,
+    SourceRun,
+    Walk,
+    make_inlet,
+    unconsumed,
+)  # fmt: skip
 
 if TYPE_CHECKING:
     from ._control import Control
@@ -99,7 +110,7 @@ class LcoreGraph:
             consumer = self.stages[link.consumer]
             key = (link.producer, link.output, link.consumer)
             if key not in inlets:
-                inlets[key] = Inlet(consumer, f"{link.producer}.{link.output}", walk.pending)
+                inlets[key] = make_inlet(consumer, f"{link.producer}.{link.output}", walk.pending)
             if link.ring:
                 edge = RingInlet(
                     link.name, self.rings[link.index], inlets[key], consumer.ctx.pool,
@@ -133,7 +144,7 @@ class LcoreGraph:
                 source = SourceRun(stage, burst, self._rings_fed(name, feeds))
                 walk.sources.append(source)
             walk.order.append(Finish(name, source, tuple(upstream[name]), tuple(ring_inputs[name])))
-        walk.has_async = any(inlet.async_queue is not None for inlet in inlets.values())
+        walk.has_async = any(isinstance(inlet, AsyncInlet) for inlet in inlets.values())
 
     def _outlet_for(self, link: Link, stage: Stage) -> RingOutlet:
         return RingOutlet(

@@ -54,7 +54,8 @@ if TYPE_CHECKING:
     from ._spec import RuntimeSpec
 
 __all__ = [
-    "FanOut", "Finish", "Inlet", "RingInlet", "RingOutlet", "SourceRun", "Walk", "unconsumed",
+    "AsyncInlet", "FanOut", "Finish", "Inlet", "RingInlet", "RingOutlet", "SourceRun", "Walk",
+    "make_inlet", "unconsumed",
 ]  # fmt: skip
 
 # adaptive: how long an idle walk polls at once before it sleeps. About 100 µs
@@ -72,7 +73,7 @@ _LONGEST_RING_SLEEP_S = 1.0
 
 
 # Deliveries waiting for async stages, in the order they were emitted.
-Pending: TypeAlias = "collections.deque[tuple[Inlet, Burst]]"
+Pending: TypeAlias = "collections.deque[tuple[AsyncInlet, Burst]]"
 
 
 class StageFailed(BaseException):
@@ -107,25 +108,16 @@ def _release_unsent(stage: Stage, burst: Burst, accounted: int) -> None:
 class Inlet:
     """One input edge of a stage on this lcore: counts the burst, runs ``process``."""
 
-    __slots__ = ("async_queue", "name", "process", "stage", "stats")
+    __slots__ = ("name", "process", "stage", "stats")
 
-    def __init__(self, stage: Stage, name: str, pending: Pending) -> None:
+    def __init__(self, stage: Stage, name: str) -> None:
         self.stage = stage
         self.name = name  # "gen.out": what Burst.input reads
         self.stats = stage.stats
         self.process = stage.process
-        # Bursts for an async stage wait in the walk's queue until it awaits them.
-        self.async_queue: _AsyncQueue | None = (
-            _AsyncQueue(stage.ctx.burst_size, pending)
-            if inspect.iscoroutinefunction(stage.process)
-            else None
-        )
 
     def deliver(self, burst: Burst) -> None:
-        """Run the stage on ``burst`` now (or queue it for an async stage)."""
-        if self.async_queue is not None:
-            self.async_queue.put(self, burst)
-            return
+        """Run the stage on ``burst`` now."""
         # _arrive, inlined: this runs for every burst at every stage.
         stats, n, stage = self.stats, burst.n, self.stage
         stats.packets_in += n
@@ -140,18 +132,6 @@ class Inlet:
         before = stats.handed
         try:
             self.process(burst)
-        except _PASS_THROUGH:
-            self._release(burst, before)
-            raise
-        except Exception as exc:
-            self._release(burst, before)
-            raise StageFailed(self.stage, exc) from exc
-
-    async def deliver_async(self, burst: Burst) -> None:
-        """``deliver`` for an async stage: awaits its ``process``."""
-        before = self._arrive(burst)
-        try:
-            await self.process(burst)
         except _PASS_THROUGH:
             self._release(burst, before)
             raise
@@ -178,6 +158,40 @@ class Inlet:
         _release_unsent(self.stage, burst, self.stats.handed - before)
 
 
+class AsyncInlet(Inlet):
+    """The input edge of a stage whose ``process`` is ``async def``: bursts wait
+    in the walk's queue (copied) until the walk awaits them."""
+
+    __slots__ = ("queue",)
+
+    def __init__(self, stage: Stage, name: str, pending: Pending) -> None:
+        super().__init__(stage, name)
+        self.queue = _AsyncQueue(stage.ctx.burst_size, pending)
+
+    def deliver(self, burst: Burst) -> None:
+        """Queue a copy of ``burst`` for ``deliver_async``."""
+        self.queue.put(self, burst)
+
+    async def deliver_async(self, burst: Burst) -> None:
+        """Run the stage on a queued burst: awaits its ``process``."""
+        before = self._arrive(burst)
+        try:
+            await self.process(burst)
+        except _PASS_THROUGH:
+            self._release(burst, before)
+            raise
+        except Exception as exc:
+            self._release(burst, before)
+            raise StageFailed(self.stage, exc) from exc
+
+
+def make_inlet(stage: Stage, name: str, pending: Pending) -> Inlet:
+    """The inlet of one input edge of ``stage``: async or not, decided once, here."""
+    if inspect.iscoroutinefunction(stage.process):
+        return AsyncInlet(stage, name, pending)
+    return Inlet(stage, name)
+
+
 class _AsyncQueue:
     """Copies of bursts bound for one async stage, and a free list of buffers."""
 
@@ -186,7 +200,7 @@ class _AsyncQueue:
         self.pending = pending
         self.spare: list[Burst] = []
 
-    def put(self, inlet: Inlet, burst: Burst) -> None:
+    def put(self, inlet: AsyncInlet, burst: Burst) -> None:
         copy = (
             self.spare.pop()
             if self.spare
@@ -204,8 +218,7 @@ async def _run_async_pending(pending: Pending) -> None:
     while pending:
         inlet, burst = pending.popleft()
         await inlet.deliver_async(burst)
-        assert inlet.async_queue is not None
-        inlet.async_queue.spare.append(burst)
+        inlet.queue.spare.append(burst)
 
 
 def unconsumed(stage: Stage) -> Callable[[Burst], None]:

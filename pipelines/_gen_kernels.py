@@ -7,6 +7,7 @@ from numba import njit
 
 from pktflow._mbuf_layout import H_BUF, H_DATA, H_PKT_LEN, H_TIMESTAMP
 from pktflow.backends._numba._address_kernels import descriptor, u8_at, u64_rows_at
+from pktflow.backends._numba._atomics import realtime_ns
 from pktflow.backends._numba._mbuf_kernels import BOUND_WORDS, bound_views
 from pktflow.backends.jit import mbuf_alloc_bulk
 
@@ -59,13 +60,15 @@ _DATA, _DATA_LEN, _STRIDE, _TEMPLATES, _FLOWS, _TEMPLATE_WORDS, _SIZE = range(
 ALLOC_FRAMES_WORDS = BOUND_WORDS + 7
 
 
-@njit("int64(int64, int64, int64, int64)", cache=True)
-def alloc_frames(address, n, first, timestamp):
-    """Allocate ``n`` mbufs into ``out`` (all or none, DPDK's alloc_bulk) and fill them.
+@njit("int64(int64, int64, int64)", cache=True)
+def alloc_frames(address, n, first):
+    """Allocate ``n`` mbufs into ``out`` (all or none, DPDK's alloc_bulk) and fill them,
+    stamped with the time (time.time_ns()).
 
     One call per burst, with ints only, for pools whose free list is a
     jitted ring; ``address`` is the descriptor's (see above). Returns n or 0.
     """
+    timestamp = realtime_ns()
     ring, words, cache, out = bound_views(address)
     d = descriptor(address, ALLOC_FRAMES_WORDS)
     got = mbuf_alloc_bulk(ring, words, cache, out, n)

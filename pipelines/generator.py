@@ -106,9 +106,9 @@ class Generator(pktflow.Source):
         self.sent = 0
         self._started = 0.0
         self._words, self._data, self._stride = PoolArraysCache().of(ctx.pool)
-        # make(address, n, first, timestamp) -> n or 0: allocate and fill, bound to one
+        # make(address, n, first) -> n or 0: allocate, fill and stamp, bound to one
         # array through the descriptor at ``address`` (called as it is: no partial).
-        self._make: Callable[[int, int, int, int], int] | None = None
+        self._make: Callable[[int, int, int], int] | None = None
         self._address = 0
         self._bound_array: np.ndarray | None = None
         self._described: tuple[np.ndarray, ...] = ()  # what _make reads its arrays from
@@ -116,7 +116,7 @@ class Generator(pktflow.Source):
     async def start(self) -> None:
         self._started = time.perf_counter()
 
-    def _maker(self, array: np.ndarray) -> tuple[Callable[[int, int, int, int], int], int]:
+    def _maker(self, array: np.ndarray) -> tuple[Callable[[int, int, int], int], int]:
         """Allocate-and-fill bound to ``array``: one compiled call where the pool allows."""
         pool = self.ctx.pool
         state = pool.ring.state
@@ -132,11 +132,11 @@ class Generator(pktflow.Source):
             return _alloc_frames, described.ctypes.data
         alloc = pool.bind(array).alloc_bulk
 
-        def make(address: int, n: int, first: int, timestamp: int) -> int:
+        def make(address: int, n: int, first: int) -> int:
             got = alloc(n)
             if got > 0:
                 _fill_frames(self._words, self._data, self._stride, array, got,
-                             self.templates, self.size, first, timestamp)  # fmt: skip
+                             self.templates, self.size, first, time.time_ns())  # fmt: skip
             return got
 
         return make, 0
@@ -156,7 +156,7 @@ class Generator(pktflow.Source):
             self._bound_array = array
             self._make, self._address = self._maker(array)
         sent = self.sent
-        if self._make(self._address, k, sent, time.time_ns()) != k:  # type: ignore[misc]
+        if self._make(self._address, k, sent) != k:  # type: ignore[misc]
             return 0  # the pool is empty until downstream frees: try again
         self.sent = sent + k
         if left is not None:

@@ -224,31 +224,35 @@ def owner_token(typingctx):  # type: ignore[no-untyped-def]
     return types.uint64(), codegen
 
 
-@intrinsic
-def monotonic_ns(typingctx):  # type: ignore[no-untyped-def]
-    """CLOCK_MONOTONIC in nanoseconds (libc's clock_gettime: the vDSO, no system call).
+def _make_clock_ns(clock_id: int):  # type: ignore[no-untyped-def]
+    @intrinsic
+    def clock_ns(typingctx):  # type: ignore[no-untyped-def]
+        def codegen(context, builder, sig, args):  # type: ignore[no-untyped-def]
+            i64 = ir.IntType(64)
+            timespec = ir.LiteralStructType([i64, i64])
+            fn = cgutils.get_or_insert_function(
+                builder.module,
+                ir.FunctionType(ir.IntType(32), [ir.IntType(32), timespec.as_pointer()]),
+                "clock_gettime",
+            )
+            slot = cgutils.alloca_once(builder, timespec)
+            builder.call(fn, [ir.Constant(ir.IntType(32), clock_id), slot])
+            zero = ir.Constant(ir.IntType(32), 0)
+            seconds = builder.load(builder.gep(slot, [zero, zero]))
+            nanos = builder.load(builder.gep(slot, [zero, ir.Constant(ir.IntType(32), 1)]))
+            return builder.add(builder.mul(seconds, ir.Constant(i64, 1_000_000_000)), nanos)
 
-    Bounds the kernels' waits in time, whatever sched_yield costs. Declared as
-    an external symbol, as sched_yield is, so ``cache=True`` works.
-    """
+        return types.int64(), codegen
 
-    def codegen(context, builder, sig, args):  # type: ignore[no-untyped-def]
-        i64 = ir.IntType(64)
-        timespec = ir.LiteralStructType([i64, i64])
-        fn = cgutils.get_or_insert_function(
-            builder.module,
-            ir.FunctionType(ir.IntType(32), [ir.IntType(32), timespec.as_pointer()]),
-            "clock_gettime",
-        )
-        slot = cgutils.alloca_once(builder, timespec)
-        builder.call(fn, [ir.Constant(ir.IntType(32), 1), slot])  # CLOCK_MONOTONIC
-        seconds = builder.load(builder.gep(slot, [ir.Constant(ir.IntType(32), 0)] * 2))
-        nanos = builder.load(
-            builder.gep(slot, [ir.Constant(ir.IntType(32), 0), ir.Constant(ir.IntType(32), 1)])
-        )
-        return builder.add(builder.mul(seconds, ir.Constant(i64, 1_000_000_000)), nanos)
+    return clock_ns
 
-    return types.int64(), codegen
+
+# libc's clock_gettime (the vDSO, no system call), declared as an external
+# symbol, as sched_yield is, so ``cache=True`` works.
+# CLOCK_MONOTONIC: bounds the kernels' waits in time, whatever sched_yield costs.
+monotonic_ns = _make_clock_ns(1)
+# CLOCK_REALTIME: time.time_ns() inside a kernel (mbuf timestamps).
+realtime_ns = _make_clock_ns(0)
 
 
 # -- the need-wakeup handshake ------------------------------------------------
