@@ -136,8 +136,7 @@ class Inlet:
             self._release(burst, before)
             raise
         except Exception as exc:
-            self._release(burst, before)
-            raise StageFailed(self.stage, exc) from exc
+            raise self._failed(burst, before, exc) from exc
 
     def _arrive(self, burst: Burst) -> int:
         """Count the burst in and make the stage its holder; what the stage had handed on."""
@@ -156,6 +155,11 @@ class Inlet:
     def _release(self, burst: Burst, before: int) -> None:
         """Free what the stage still held of ``burst`` when it failed."""
         _release_unsent(self.stage, burst, self.stats.handed - before)
+
+    def _failed(self, burst: Burst, before: int, exc: Exception) -> StageFailed:
+        """Free what the stage still held; the failure to unwind the walk with."""
+        self._release(burst, before)
+        return StageFailed(self.stage, exc)
 
 
 class AsyncInlet(Inlet):
@@ -181,8 +185,7 @@ class AsyncInlet(Inlet):
             self._release(burst, before)
             raise
         except Exception as exc:
-            self._release(burst, before)
-            raise StageFailed(self.stage, exc) from exc
+            raise self._failed(burst, before, exc) from exc
 
 
 def make_inlet(stage: Stage, name: str, pending: Pending) -> Inlet:
