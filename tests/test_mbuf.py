@@ -8,6 +8,7 @@ for each mbuf: pools end with ``avail_count() == n``.
 
 from __future__ import annotations
 
+import gc
 import itertools
 import multiprocessing
 import random
@@ -1567,6 +1568,32 @@ def test_bound_alloc_and_free_match_the_methods(make_pool: Pools) -> None:
     assert pool.full()
     assert io.alloc_bulk(17) == pktflow.abc.ERR_COUNT
     assert io.free_bulk(-1) == pktflow.abc.ERR_COUNT
+    assert pool.full()
+
+
+def test_bound_calls_on_a_strided_array_and_after_the_caller_drops_it(make_pool: Pools) -> None:
+    pool = make_pool(n=64)
+    strided = np.zeros(32, dtype=np.uint32)[::2]  # not contiguous: bound through arrays
+    io = pool.bind(strided)
+    assert io.alloc_bulk(16) == 16 and pool.in_use_count() == 16
+    assert io.free_bulk(16) == 16 and pool.full()
+    # The bound calls keep what they point into alive (kernels may take addresses).
+    io = pool.bind(np.zeros(8, dtype=np.uint32))
+    gc.collect()
+    assert io.alloc_bulk(8) == 8 and pool.in_use_count() == 8
+    assert io.free_bulk(8) == 8 and pool.full()
+
+
+def test_free_bulk_of_plain_and_shared_mbufs_in_one_burst(make_pool: Pools) -> None:
+    pool = make_pool(n=16)
+    burst = np.zeros(8, dtype=np.uint32)
+    assert pool.alloc_bulk(burst) == 8
+    shared = pool.mbuf(int(burst[3]))
+    assert shared is not None
+    shared.refcnt_update(1)  # another owner: freeing the burst drops one reference
+    pool.free_bulk(burst)
+    assert pool.in_use_count() == 1 and shared.refcnt == 1
+    pool.free_bulk(burst[3:4])
     assert pool.full()
 
 
