@@ -310,8 +310,10 @@ def test_idle_source_does_not_spin_the_cpu(run_on, poll):
             return time.process_time() - cpu
 
     used = run_on(main)
-    # Measured here: adaptive about 4 % of a CPU (1 ms pauses), interrupt 0.4-1.4 %.
-    assert used < 0.1, f"an idle pipeline used {used:.3f} s of CPU in 1 s"
+    # Measured here: adaptive about 4 % of a CPU (1 ms pauses), interrupt 0.4-1.4 %,
+    # up to 10 % while other processes load this 2-CPU VM (each wake-up costs
+    # more then). A walk that spins uses the whole second: the bound tells them apart.
+    assert used < 0.3, f"an idle pipeline used {used:.3f} s of CPU in 1 s"
     assert p.stage("idle").polls > 100
 
 
