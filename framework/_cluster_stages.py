@@ -28,10 +28,18 @@ from typing import Any
 
 import numpy as np
 
-from ._cluster_kernels import pack, unpack
+from pktflow.backends._numba._ring import _compiled
+
+from ._cluster_kernels import pack as _pack_dispatcher
+from ._cluster_kernels import unpack as _unpack_dispatcher
 from ._cluster_transport import Receiver, Sender, transport
 from ._errors import PipelineError
 from ._stage import Burst, Source, Stage, StageContext
+
+# The compiled entry points: the arguments are typed by construction (runtime
+# bursts, pool views, received blocks), so numba's per-call dispatch is skipped.
+pack = _compiled(_pack_dispatcher)
+unpack = _compiled(_unpack_dispatcher)
 
 __all__ = ["NodeShare", "RemoteReceive", "RemoteSend", "offer_receiver"]
 
@@ -180,6 +188,8 @@ class RemoteReceive(Source):
         pool = ctx.pool
         data = np.frombuffer(pool._object_bytes, np.uint8)
         self._words, self._data, self._stride = pool.header_words, data, pool._stride
+        self._bound_array: np.ndarray | None = None
+        self._alloc: Any = None  # the pool's alloc_bulk bound to _bound_array
 
     @property
     def ended(self) -> bool:
@@ -224,7 +234,13 @@ class RemoteReceive(Source):
             self.messages += 1
         block, n = self._message
         k = min(burst.capacity, n - self._first)
-        if self.ctx.pool.alloc_bulk(burst.array, k) != k:
+        if burst.array is not self._bound_array:
+            self._bound_array = burst.array
+            self._alloc = self.ctx.pool.bind(burst.array).alloc_bulk
+        got = self._alloc(k)
+        if got < 0:
+            got = self.ctx.pool._settle(got, k, burst.array)  # a pending publish, or raise
+        if got != k:
             return 0  # the pool is empty now: the message waits (back-pressure)
         self._offset = unpack(
             self._words, self._data, self._stride, burst.array, k,

@@ -6,6 +6,7 @@ import numpy as np
 from numba import njit
 
 from pktflow._mbuf_layout import H_BUF, H_DATA, H_PKT_LEN, H_TIMESTAMP
+from pktflow.abc import ERR_STALLED
 from pktflow.backends._numba._address_kernels import descriptor, u8_at, u64_rows_at
 from pktflow.backends._numba._atomics import realtime_ns
 from pktflow.backends._numba._mbuf_kernels import BOUND_WORDS, bound_views
@@ -66,15 +67,18 @@ def alloc_frames(address, n, first):
     stamped with the time (time.time_ns()).
 
     One call per burst, with ints only, for pools whose free list is a
-    jitted ring; ``address`` is the descriptor's (see above). Returns n or 0.
+    jitted ring; ``address`` is the descriptor's (see above). Returns n, 0
+    or mbuf_alloc_bulk's negative code.
     """
     timestamp = realtime_ns()
     ring, words, cache, out = bound_views(address)
     d = descriptor(address, ALLOC_FRAMES_WORDS)
     got = mbuf_alloc_bulk(ring, words, cache, out, n)
-    if got > 0:
+    # ERR_STALLED...: the mbufs are ours, the free list's publish is pending
+    # (the caller finishes it): fill them too.
+    if got > 0 or got <= ERR_STALLED:
         data = u8_at(d[_DATA], d[_DATA_LEN])
         templates = u64_rows_at(d[_TEMPLATES], d[_FLOWS], d[_TEMPLATE_WORDS])
-        fill_frames(words, data, np.int64(d[_STRIDE]), out, got, templates,
+        fill_frames(words, data, np.int64(d[_STRIDE]), out, n, templates,
                     np.int64(d[_SIZE]), first, timestamp)  # fmt: skip
     return got

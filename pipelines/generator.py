@@ -134,8 +134,8 @@ class Generator(pktflow.Source):
 
         def make(address: int, n: int, first: int) -> int:
             got = alloc(n)
-            if got > 0:
-                _fill_frames(self._words, self._data, self._stride, array, got,
+            if got > 0 or got <= pktflow.abc.ERR_STALLED:  # (stalled: see alloc_frames)
+                _fill_frames(self._words, self._data, self._stride, array, n,
                              self.templates, self.size, first, time.time_ns())  # fmt: skip
             return got
 
@@ -156,8 +156,11 @@ class Generator(pktflow.Source):
             self._bound_array = array
             self._make, self._address = self._maker(array)
         sent = self.sent
-        if self._make(self._address, k, sent) != k:  # type: ignore[misc]
-            return 0  # the pool is empty until downstream frees: try again
+        got = self._make(self._address, k, sent)  # type: ignore[misc]
+        if got != k:
+            if got >= 0:
+                return 0  # the pool is empty until downstream frees: try again
+            self.ctx.pool._settle(got, k, array)  # a pending publish: finish it, or raise
         self.sent = sent + k
         if left is not None:
             self.left = left - k

@@ -417,3 +417,21 @@ except KeyboardInterrupt:
         assert proc.wait(10) == 3
         assert time.monotonic() - started < 1.0
         assert proc.stdout.read().strip() == "interrupted"
+
+
+@pytest.mark.parametrize("backend", JIT_BACKENDS)
+def test_the_generator_finishes_an_alloc_stalled_by_a_dead_consumer(backend: str) -> None:
+    from pktflow.pipelines.generator import Generator
+
+    with pktflow.PktmbufPool("genstall0", 63, cache_size=0, backend=backend) as pool:
+        # A dead process took 4 handles off the free list and never published.
+        _fake_reservation(pool.ring.state, False, 4, _dead_pid(), 1, copied=True)
+        ctx = pktflow.StageContext(
+            "gen", lcore=0, pool=pool, pools={"p": pool}, burst_size=8, options={}
+        )
+        gen = Generator(ctx, count=8, size=60)
+        burst = pktflow.Burst(np.zeros(8, dtype=np.uint32), pool)
+        assert gen.poll(burst) == 8  # stalled behind it, repaired, and delivered filled
+        assert pool.ring.repairs == 1
+        assert pool.headers["pkt_len"][burst.array].tolist() == [60] * 8
+        pool.free_bulk(burst.array)
