@@ -461,8 +461,9 @@ def _wake_notes(
         f"µs; p50 / floor = {by_poll['p50_us'] / floor:.2f} (target <= 2); lost wake-ups: "
         f"{wakeup['lost']}; a notifier with nobody asleep costs "
         f"{wakeup['notify_idle_ns']:.0f} ns",
-        f"wake-up system calls per 1,000 bursts in busy 2-lcore pipelines (medians): {busy}; "
-        f"streaming over one ring: {wakeup['signals_per_1000_bursts']:.2f} (target < 1)",
+        f"wake-up system calls per 1,000 bursts in busy 2-lcore pipelines (medians, target "
+        f"< 1): {busy}; streaming over one ring to a consumer that sleeps as soon as it is "
+        f"empty (interrupt mode, no spinning): {wakeup['signals_per_1000_bursts']:.2f}",
     ]
 
 
