@@ -114,7 +114,8 @@ class Burst:
     """A reused array of mbuf handles: ``handles`` is ``array[:n]``.
 
     The runtime owns bursts and their arrays; a stage must not keep one
-    after ``process`` returns. ``take`` selects some handles into a new
+    after ``process`` returns, nor rebind ``array`` (kernels find the
+    handles by its address). ``take`` selects some handles into a new
     burst (for splitting), leaving this one unchanged.
 
     Usage::
