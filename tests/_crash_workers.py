@@ -124,7 +124,9 @@ def ring_kill_scenario(tmp: str, name: str, victim: str, delay: float) -> dict: 
     import time
 
     # Bursts as large as the issue's reproducer's: a kill often lands inside one.
-    count, burst = 1 << 23, 1 << 16
+    # count: more than a producer sends in the 0.15 s before the kill (1 << 23
+    # was not always: a producer once finished first, and exited 0).
+    count, burst = 1 << 24, 1 << 16
     total = 3 * count
     flags_path = os.path.join(tmp, f"{name}.flags")
     np.zeros(8, dtype=np.uint32).tofile(flags_path)
@@ -216,7 +218,9 @@ def pool_kill_scenario(tmp: str, name: str, delay: float) -> dict:  # type: igno
 def check_ring_result(result: dict, victim: str) -> None:  # type: ignore[type-arg]
     """What a ring scenario must show: no hang, survivors exit 0, nothing twice."""
     assert not result["hung"], f"workers hung: {result['hung']}"
-    assert result["killed_exit"] == -9
+    assert result["killed_exit"] == -9, (
+        f"the victim exited {result['killed_exit']} before the kill: it had finished"
+    )
     assert result["exits"] == [0] * len(result["exits"]), result["exits"]
     seen, count = result["seen"], result["count"]
     twice = np.flatnonzero(seen > 1)
