@@ -139,21 +139,6 @@ def _survey_chain(words, head, pool_id):
     return _CHAIN_FOREIGN if foreign else _CHAIN_LOCAL
 
 
-@njit(inline="always")
-def _is_plain(words, h):
-    """One direct segment that the caller alone holds: freeing it changes no word.
-
-    (A free mbuf keeps refcnt 1, no next and one segment: see _recycle.)
-    Plain loads: the caller fences once for the burst (fence_acquire).
-    """
-    return (
-        words[h, H_REFCNT] == 1
-        and words[h, H_NEXT] == NO_NEXT
-        and words[h, H_DATA] >> 16 == 1
-        and not _is_indirect(words, h)
-    )
-
-
 @njit(_SIG_BULK, **_JIT)
 def mbuf_free_bulk(ring, words, cache, handles, n):
     """Free ``n`` chains (rte_pktmbuf_free_bulk); see ``pktflow.abc.MbufOps``.
@@ -172,11 +157,20 @@ def mbuf_free_bulk(ring, words, cache, handles, n):
         h = np.int64(handles[i])
         if h >= pool_n:
             return ERR_FOREIGN
-        if plain and not _is_plain(words, h):
+        # Plain: one direct segment the caller alone holds, so freeing it changes
+        # no word (a free mbuf keeps refcnt 1, no next, one segment: _recycle).
+        # Written out here: as an inlined helper this loop ran at half the speed.
+        if plain and not (
+            words[h, H_REFCNT] == 1
+            and words[h, H_NEXT] == NO_NEXT
+            and words[h, H_DATA] >> 16 == 1
+            and (words[h, H_OL_FLAGS + 1] & _INDIRECT_HI) == 0
+        ):
             plain = False
     if plain:
-        # Pairs with the release half of other owners' refcnt decrements (as
-        # _release's acquire load does): their writes happen before the reuse.
+        # The loads above were plain: this fence pairs with the release half of
+        # other owners' refcnt decrements (as _release's acquire load does), so
+        # their writes happen before the reuse.
         fence_acquire()
         put = mempool_put_bulk(ring, cache, handles, n)
         return put if put >= 0 or put <= ERR_STALLED else ERR_OVERFLOW
