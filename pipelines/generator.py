@@ -22,7 +22,7 @@ from pktflow._arrays import descriptor
 from pktflow._lcore import thread_state
 from pktflow.backends._numba._ring import _compiled
 
-from ._gen_kernels import alloc_frames, fill_frames
+from ._gen_kernels import TEMPLATE_WORDS, alloc_frames, fill_frames
 from ._pool_data import PoolArraysCache
 
 __all__ = ["Generator"]
@@ -31,7 +31,7 @@ __all__ = ["Generator"]
 _fill_frames = _compiled(fill_frames)
 _alloc_frames = _compiled(alloc_frames)
 HEADERS_LEN = 14 + 20 + 8  # Ethernet, IPv4 without options, UDP
-_TEMPLATE_LEN = 48  # the headers padded to whole uint64 words (the kernel copies words)
+_TEMPLATE_LEN = 8 * TEMPLATE_WORDS  # the headers padded to whole uint64 words
 _PORTS = 65535 - 1024
 _SRC_MAC = bytes.fromhex("020000000001")
 _DST_MAC = bytes.fromhex("020000000002")
@@ -100,7 +100,7 @@ class Generator(pktflow.Source):
         pad = bytes(_TEMPLATE_LEN - HEADERS_LEN)
         self.templates = (
             np.frombuffer(b"".join(flow_headers(f % flows, size) + pad for f in mine), np.uint64)
-            .reshape(len(mine), _TEMPLATE_LEN // 8)
+            .reshape(len(mine), TEMPLATE_WORDS)
             .copy()
         )
         self.sent = 0
@@ -122,10 +122,8 @@ class Generator(pktflow.Source):
         state = pool.ring.state
         if state is not None and not pool.debug:
             row = pool.cache_rows[thread_state.cache_index]
-            template_words = self.templates.shape[1]
             described = descriptor(
-                state, self._words, row, array, self._data, self._stride, self.templates,
-                template_words, self.size,
+                state, self._words, row, array, self._data, self._stride, self.templates, self.size,
             )  # fmt: skip
             # What it points into lives while the call may run (words, data: self).
             self._described = (described, state, row, array)

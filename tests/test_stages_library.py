@@ -25,9 +25,12 @@ from scapy.layers.l2 import ARP, Dot1Q, Ether
 import pktflow
 from pktflow.pipelines._balance_kernels import TABLE, balance_burst, toeplitz
 from pktflow.pipelines._filter_kernels import filter_burst
+from pktflow.pipelines._gen_kernels import fill_frames
 from pktflow.pipelines._l2fwd_kernels import MODE_SET_DST, MODE_SET_SRC, MODE_SWAP, l2fwd_burst
 from pktflow.pipelines._parse_kernels import parse_burst
+from pktflow.pipelines._pool_data import PoolArraysCache
 from pktflow.pipelines.filter import FilterExprError, compile_filter
+from pktflow.pipelines.generator import Generator
 
 HERE = "test_stages_library"  # this module, as "module:Class" paths name it (tests/ on sys.path)
 MAC_A, MAC_B = "02:00:00:00:00:aa", "02:00:00:00:00:bb"
@@ -567,3 +570,29 @@ def test_the_filter_balance_example_splits_everything_it_accepts() -> None:
     accepted = stats["filter"]["packets_out"] - stats["rest"]["packets_in"]
     assert stats["a"]["packets_in"] + stats["b"]["packets_in"] == accepted > 0
     assert stats["a"]["packets_in"] > 0 and stats["b"]["packets_in"] > 0
+
+
+@pytest.mark.parametrize("headroom", [128, 125], ids=["aligned", "unaligned"])
+def test_generator_frames_as_scapy_reads_them(pool: pktflow.PktmbufPool, headroom: int) -> None:
+    """Both of the kernel's copies: whole words (the usual headroom) and bytes."""
+    ctx = pktflow.StageContext(
+        "gen", lcore=0, pool=pool, pools={"pkts": pool}, burst_size=32, options={}
+    )
+    generator = Generator(ctx, size=80, flows=5)
+    handles = np.zeros(12, np.uint32)
+    assert pool.alloc_bulk(handles) == 12
+    for h in handles:
+        pool.mbuf(int(h)).prepend(128 - headroom)  # data_off = headroom
+    words, data, stride = PoolArraysCache().of(pool)
+    fill_frames(words, data, stride, handles, 12, generator.templates, 80, 3, 1_234_567)
+    for i, h in enumerate(handles):
+        m = pool.mbuf(int(h))
+        assert (m.data_off, m.data_len, m.pkt_len, m.timestamp) == (headroom, 80, 80, 1_234_567)
+        frame = Ether(bytes(m.data))
+        flow = (3 + i) % 5
+        assert (frame[IP].src, frame[IP].dst, frame[IP].len) == ("10.0.0.1", "10.0.0.2", 66)
+        assert (frame[UDP].sport, frame[UDP].dport, frame[UDP].len) == (1024 + flow, 5001, 46)
+        rebuilt = IP(bytes(frame[IP]))
+        del rebuilt.chksum
+        assert IP(bytes(rebuilt)).chksum == frame[IP].chksum
+    pool.free_bulk(handles)
