@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import inspect
+import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, NamedTuple, TypeAlias
@@ -42,7 +43,7 @@ from pktflow.backends._numba._ring import _compiled
 
 from ._burst_kernels import burst_bytes as _burst_bytes_dispatcher
 from ._burst_kernels import refcnt_add_bulk as _refcnt_dispatcher
-from ._errors import PipelineError
+from ._errors import MbufError, PipelineError
 from ._stage import Burst, Source, Stage
 from ._wakeup import Waker, signals_sent
 from .abc import WAIT_DATA, WAIT_ROOM
@@ -76,6 +77,8 @@ _LONGEST_PAUSE_S = {"busy": 0.0, "adaptive": _MAX_PAUSE_S, "interrupt": 10e-3}
 # A walk asleep on its rings is woken by them, by a stop or by a finished
 # producer; this bound only caps the cost of a wake-up that never comes.
 _LONGEST_RING_SLEEP_S = 1.0
+# No count: the sources may make handles without end.
+_UNLIMITED = sys.maxsize
 
 
 # Deliveries waiting for async stages, in the order they were emitted.
@@ -104,6 +107,25 @@ refcnt_add_bulk = _compiled(_refcnt_dispatcher)
 _PASS_THROUGH = (StageFailed, KeyboardInterrupt, SystemExit, asyncio.CancelledError)
 
 
+def _count_bytes(burst: Burst) -> int:
+    """The bytes of a burst's packets; raises for handles that are not the pool's."""
+    nbytes: int = burst_bytes(burst.pool._header_words, burst.array, burst.n)
+    if nbytes < 0:
+        raise _foreign(burst)
+    return nbytes
+
+
+def _foreign(burst: Burst) -> MbufError:
+    return MbufError(
+        f"a burst of {burst.n} handles holds one that is not an mbuf of pool "
+        f"{getattr(burst.pool, 'name', None)!r}"
+    )
+
+
+def _bad_poll(k: object, capacity: int) -> PipelineError:
+    return PipelineError(f"poll() returned {k!r}: not an int in 0..{capacity} or None")
+
+
 def _release_unsent(stage: Stage, burst: Burst, accounted: int) -> None:
     """Free what a failed stage still held of its burst (so pools end full)."""
     held = stage._unsent_handles(burst, accounted)
@@ -125,12 +147,12 @@ class Inlet:
     def deliver(self, burst: Burst) -> None:
         """Run the stage on ``burst`` now."""
         # _arrive, inlined: this runs for every burst at every stage.
+        nbytes = burst.nbytes
+        if nbytes < 0:
+            nbytes = burst.nbytes = _count_bytes(burst)  # first: it raises for a bad burst
         stats, n, stage = self.stats, burst.n, self.stage
         stats.packets_in += n
         stats.bursts += 1
-        nbytes = burst.nbytes
-        if nbytes < 0:
-            nbytes = burst.nbytes = burst_bytes(burst.pool._header_words, burst.array, n)
         stats.bytes_in += nbytes
         burst.input = self.name
         burst._holder = stage
@@ -146,12 +168,12 @@ class Inlet:
 
     def _arrive(self, burst: Burst) -> int:
         """Count the burst in and make the stage its holder; what the stage had handed on."""
-        stats, n = self.stats, burst.n
-        stats.packets_in += n
-        stats.bursts += 1
         nbytes = burst.nbytes
         if nbytes < 0:
-            nbytes = burst.nbytes = burst_bytes(burst.pool._header_words, burst.array, n)
+            nbytes = burst.nbytes = _count_bytes(burst)  # first: it raises for a bad burst
+        stats = self.stats
+        stats.packets_in += burst.n
+        stats.bursts += 1
         stats.bytes_in += nbytes
         burst.input = self.name
         burst._holder = self.stage
@@ -255,7 +277,8 @@ class FanOut:
         extra = len(self.copies)
         if self.copies[0].capacity < n:
             self.copies = [Burst(np.empty(n, np.uint32), pool) for _ in range(extra)]
-        refcnt_add_bulk(pool._header_words, burst.array, n, extra)
+        if refcnt_add_bulk(pool._header_words, burst.array, n, extra) < 0:
+            raise _foreign(burst)
         for copy in self.copies:
             copy.array[:n] = burst.array[:n]
             copy.n, copy.pool, copy.nbytes = n, pool, burst.nbytes
@@ -423,6 +446,48 @@ class SourceRun:
         # (a socket): an idle walk then sleeps on it instead of polling.
         self._wait_fd: Callable[[], int | None] | None = getattr(stage, "wait_fd", None)
 
+    def run(self, polls: int, budget: int) -> tuple[int, int]:
+        """Poll a sync source up to ``polls`` times, emitting each burst, until it
+        makes nothing or ``budget`` handles: (handles, bursts). Sets ``done`` at its end."""
+        # Runs for every burst: the attributes are read once, into locals.
+        burst, stage, poll, stats, outlet = (
+            self.burst,
+            self.stage,
+            self.poll,
+            self.stats,
+            self.outlet,
+        )
+        capacity, keeps_lengths = self.capacity, self.keeps_lengths
+        made = bursts = 0
+        try:
+            while bursts < polls and made < budget:
+                burst._holder, burst.nbytes = stage, -1  # a source may count its bytes
+                k = poll(burst)
+                if not k:
+                    if k is None:
+                        self.done = True
+                    break
+                if type(k) is not int or not 0 < k <= capacity:
+                    raise _bad_poll(k, capacity)
+                burst.n = k
+                made += k
+                bursts += 1
+                stats.bursts += 1
+                if outlet is None:
+                    stage.emit(burst)
+                    continue
+                # Stage.emit, inlined (k > 0; a source's emit not overridden).
+                burst._sent = True
+                stats.handed += k
+                if not keeps_lengths:
+                    burst.nbytes = -1
+                outlet(burst)
+        except _PASS_THROUGH:
+            raise
+        except Exception as exc:
+            raise StageFailed(stage, exc) from exc
+        return made, bursts
+
     def blocked(self) -> bool:
         return any(edge.backlog_n for edge in self.rings)
 
@@ -566,23 +631,25 @@ class Walk:
 
     def _direct_rounds(self, active: list[SourceRun], count: int | None) -> tuple[int, int]:
         """Rounds over sync sources whose outputs are direct edges, up to
-        ``yield_every`` bursts, until a round makes nothing: (packets, bursts)."""
-        poll = self._poll
+        ``yield_every`` bursts, until a round makes nothing: (handles moved, bursts).
+
+        Sources take turns a burst each, as DPDK's rx loops poll their ports;
+        a lone source is polled in a row.
+        """
         moved = bursts = 0
         limit = self.yield_every
-        while not self.stopping:
-            made = 0
+        polls = limit if len(active) == 1 else 1
+        while not self.stopping and bursts < limit:
+            round_made = 0
             for source in active:
-                k = poll(source)
-                if k:
-                    made += k
-                    bursts += 1
-                elif k is None:
-                    source.done = self._source_ended = True
-            moved += made
-            if count is not None and self.packets >= count:
-                self.stopping = True
-            if not made or self._source_ended or bursts >= limit:
+                made, polled = source.run(polls, self._budget(count))
+                round_made += made
+                bursts += polled
+                self._count(made, count)
+                if source.done:
+                    self._source_ended = True
+            moved += round_made
+            if not round_made or self._source_ended:
                 break
         return moved, bursts
 
@@ -596,20 +663,32 @@ class Walk:
         for source in active if not self.stopping else ():
             if source.rings and source.blocked():
                 continue
-            k = await self._poll_source(source) if source.is_async else self._poll(source)
-            if k is None:
-                source.done = self._source_ended = True
+            if source.is_async:
+                made = await self._poll_source(source)
+            else:
+                made, _ = source.run(1, self._budget(count))
+            if source.done:
+                self._source_ended = True
                 break
-            if k:
-                moved += k
+            if made:
+                moved += made
                 bursts += 1
-                if count is not None and self.packets >= count:
-                    self.stopping = True
+                self._count(made, count)
             if self.has_async:
                 await _run_async_pending(self.pending)
         if self.has_async and self.pending:
             await _run_async_pending(self.pending)
         return moved, bursts
+
+    def _budget(self, count: int | None) -> int:
+        """How many handles the sources may still make (``count``: in all)."""
+        return _UNLIMITED if count is None else count - self.packets
+
+    def _count(self, made: int, count: int | None) -> None:
+        """Add what a source made; stop the sources once ``count`` is reached."""
+        self.packets += made
+        if count is not None and self.packets >= count:
+            self.stopping = True
 
     # -- sleeping until a ring has handles (or room) --------------------------------
 
@@ -689,64 +768,26 @@ class Walk:
             for ring, side, index in armed:
                 ring.disarm(side, index)
 
-    def _poll(self, source: SourceRun) -> int | None:
-        """Poll a sync source once and emit what it made; its count or None."""
+    async def _poll_source(self, source: SourceRun) -> int:
+        """Poll a source whose ``poll`` is ``async def`` once and emit what it
+        made: how many handles (0 at its end, which sets ``done``)."""
         burst = source.burst
-        stage = source.stage
-        burst._holder, burst.nbytes = stage, -1  # a source may count its bytes
+        burst._holder, burst.nbytes = source.stage, -1
         try:
-            k = source.poll(burst)
-            # _emit_polled, inlined: this runs for every burst.
+            k = await source.poll(burst)
             if not k:
-                return k  # type: ignore[no-any-return]
+                source.done = k is None
+                return 0
             if type(k) is not int or not 0 < k <= source.capacity:
-                raise PipelineError(
-                    f"poll() returned {k!r}: not an int in 0..{source.capacity} or None"
-                )
+                raise _bad_poll(k, source.capacity)
             burst.n = k
-            self.packets += k
-            stats = source.stats
-            stats.bursts += 1
-            outlet = source.outlet
-            if outlet is None:
-                stage.emit(burst)
-                return k
-            # Stage.emit, inlined (k > 0; a source's emit not overridden).
-            burst._sent = True
-            stats.handed += k
-            if not source.keeps_lengths:
-                burst.nbytes = -1
-            outlet(burst)
+            source.stats.bursts += 1
+            source.stage.emit(burst)
             return k
         except _PASS_THROUGH:
             raise
         except Exception as exc:
             raise StageFailed(source.stage, exc) from exc
-
-    async def _poll_source(self, source: SourceRun) -> int | None:
-        """``_poll`` for a source whose ``poll`` is ``async def``."""
-        burst = source.burst
-        burst._holder, burst.nbytes = source.stage, -1
-        try:
-            return self._emit_polled(source, await source.poll(burst))
-        except _PASS_THROUGH:
-            raise
-        except Exception as exc:
-            raise StageFailed(source.stage, exc) from exc
-
-    def _emit_polled(self, source: SourceRun, k: object) -> int | None:
-        if not k:
-            return k  # type: ignore[return-value]
-        if type(k) is not int or not 0 < k <= source.capacity:
-            raise PipelineError(
-                f"poll() returned {k!r}: not an int in 0..{source.capacity} or None"
-            )
-        burst = source.burst
-        burst.n = k
-        source.stats.bursts += 1
-        self.packets += k
-        source.stage.emit(burst)
-        return k
 
     def _poll_rings(self) -> int:
         moved = 0

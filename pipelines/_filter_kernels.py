@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from pktflow._burst_checks import check_burst
 from pktflow._mbuf_layout import (
     H_BUF,
     H_DATA,
@@ -27,8 +28,6 @@ from pktflow._mbuf_layout import (
     P_POOL_ID,
 )
 from pktflow.abc import ERR_COUNT
-
-from ._burst_checks import check_burst
 
 __all__ = ["filter_burst"]
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from pktflow._burst_checks import check_burst
 from pktflow._mbuf_layout import H_BUF, H_DATA, H_DIRECT, H_DIRECT_POOL, P_POOL_ID
-
-from ._burst_checks import check_burst
 
 __all__ = ["MODE_SET_DST", "MODE_SET_SRC", "MODE_SWAP", "l2fwd_burst"]
 

@@ -40,6 +40,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from pktflow._burst_checks import check_burst
 from pktflow._mbuf_layout import (
     H_BUF,
     H_DATA,
@@ -52,8 +53,6 @@ from pktflow._mbuf_layout import (
     P_POOL_ID,
 )
 from pktflow.backends._numba._address_kernels import descriptor, u8_at, u32_at, u32_rows_at
-
-from ._burst_checks import check_burst
 
 __all__ = [
     "IPV6_MAX_EXT_HEADERS",

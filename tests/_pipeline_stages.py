@@ -98,6 +98,19 @@ class Runts(pktflow.Source):
         return k
 
 
+class Forger(pktflow.Source):
+    """A broken source: fills its burst with ``handles`` (none allocated) and returns ``k``."""
+
+    def __init__(self, ctx: pktflow.StageContext, *, handles: int = 1 << 30, k: object = 4) -> None:
+        super().__init__(ctx)
+        self.handles = handles
+        self.k = k
+
+    def poll(self, burst: pktflow.Burst) -> object:
+        burst.array[:] = self.handles
+        return self.k
+
+
 class Keep(pktflow.Stage):
     """Keeps a copy of the handles and ports it gets, and frees the packets."""
 

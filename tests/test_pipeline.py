@@ -266,6 +266,29 @@ def test_a_stage_that_raises_stops_the_pipeline_and_nothing_leaks(run_on, half):
     assert_all_back(p.stats())
 
 
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({}, "holds one that is not an mbuf of pool '.*pkts'"),
+        ({"k": 33}, r"poll\(\) returned 33: not an int in 0..32 or None"),
+        ({"k": 2.0}, r"poll\(\) returned 2.0"),
+        ({"k": -1}, r"poll\(\) returned -1"),
+    ],
+)
+def test_a_source_that_returns_what_it_did_not_make_fails_by_name(run_on, options, message):
+    p = pipeline(
+        {
+            "forger": {"type": f"{STAGES}:Forger", **options},
+            "count": {"type": "counter", "inputs": ["forger"]},
+        }
+    )
+    with pytest.raises(pktflow.PipelineError, match=r"stage 'forger' .*" + message) as caught:
+        run_on(p.run)
+    assert caught.value.stage == "forger"
+    assert p.stats().as_dict()["stages"]["count"]["packets_in"] == 0
+    assert_all_back(p.stats())
+
+
 def test_a_failing_sink_downstream_frees_what_upstream_held(run_on):
     p = pipeline(
         {
