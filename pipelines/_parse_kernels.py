@@ -314,10 +314,12 @@ def parse_burst(words, data, stride, handles, n):
         words[m, H_PACKET_TYPE] = np.uint32(ptype)
         words[m, H_TX_OFFLOAD] = np.uint32(l2 | (l4 << 8) | (l3 << 16))
         if ok:
-            # Keep handles[:valid] valid and handles[valid:i] invalid, both in order.
-            for j in range(i, valid, -1):
-                handles[j] = handles[j - 1]
-            handles[valid] = h
+            # Keep handles[:valid] valid and handles[valid:i] invalid, both in order
+            # (nothing moves while every frame so far was valid).
+            if valid != i:
+                for j in range(i, valid, -1):
+                    handles[j] = handles[j - 1]
+                handles[valid] = h
             valid += 1
     return valid
 
