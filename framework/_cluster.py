@@ -237,6 +237,8 @@ class Shard:
         """Node ``node``'s pipeline ended: the receivers here need no end mark from it."""
         for stage in self._receive_stages():
             stage.upstream_ended(node)
+        if self.pipeline is not None:
+            self.pipeline._poll_sources_now()  # asleep on the receivers' sockets
 
     def forget(self, node: int) -> None:
         """Node ``node`` is lost: the receivers here stop waiting for its end, and the
@@ -248,6 +250,8 @@ class Shard:
         for send in self._stages_of(RemoteSend):
             if send.to_node == node:
                 send.peer_lost = True
+        if self.pipeline is not None:
+            self.pipeline._poll_sources_now()
 
     def _close_receivers(self) -> None:
         for receiver in self.receivers:

@@ -1,17 +1,17 @@
-"""Remote edges, jitted: a burst of mbufs packed into one message's blocks, and back.
+"""Remote edges, jitted: a burst of mbufs packed into one message, and back.
 
-A message carries a burst as one block besides its small header: the
-header fields stages downstream read (uint32 rows of ``FIELD_WORDS``: port
-and vlan_tci, packet_type, hash, ol_flags, timestamp, the tx_offload
-lengths), each packet's length (uint32), then the packets' bytes end to
-end. One block, one call each way: per burst, Python makes two calls and
-the transport sends two frames. Handles never cross: the receiver
-allocates its own mbufs and copies the bytes in.
+A message is one buffer: a ``HEADER_BYTES`` header (written by the
+sender; the kernel sets its packet count), the header fields stages
+downstream read (uint32 rows of ``FIELD_WORDS``: port and vlan_tci,
+packet_type, hash, ol_flags, timestamp, the tx_offload lengths), each
+packet's length (uint32), then the packets' bytes end to end. One call
+each way per burst, one frame on the wire. Handles never cross: the
+receiver allocates its own mbufs and copies the bytes in.
 
 Usage (the remote edge stages')::
 
-    block = pack(words, data, stride, handles, n)
-    offset = unpack(words, data, stride, fresh, k, block, n, first, offset)
+    length = pack(words, data, stride, handles, n, message)   # > len(message): grow, again
+    offset = unpack(words, data, stride, fresh, k, message, n, first, offset)
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from pktflow._burst_checks import check_burst
 from pktflow._byte_kernels import put_u32_le
 from pktflow._mbuf_layout import (
     H_BUF,
@@ -40,6 +41,9 @@ from pktflow._mbuf_layout import (
     P_POOL_ID,
 )
 
+# The message header (the stages' struct: magic, version, kind, node, replica, packets).
+HEADER_BYTES = 16
+_COUNT_AT = 12  # the packets field
 # The header words a remote edge carries per packet, in this order.
 FIELD_WORDS = 8
 _FIELDS = (H_PORT, H_PACKET_TYPE, H_HASH, H_OL_FLAGS, H_OL_FLAGS + 1, H_TIMESTAMP,
@@ -82,45 +86,55 @@ def _get32(block, p):
     )
 
 
-@njit("uint8[::1](uint32[:, ::1], uint8[::1], int64, uint32[::1], int64)", **_JIT)
-def pack(words, data, stride, handles, n):
-    """One new block for the packets of ``handles[:n]`` (every segment of each).
+@njit("int64(uint32[:, ::1], uint8[::1], int64, uint32[::1], int64, uint8[::1])", **_JIT)
+def pack(words, data, stride, handles, n, message):
+    """Write the packets of ``handles[:n]`` (every segment of each) into ``message``
+    after its header; returns the message's length.
 
-    Layout (little-endian, read byte by byte at the other end: a received
-    frame need not be aligned): ``n`` rows of ``FIELD_WORDS`` uint32
-    fields, ``n`` uint32 lengths, then the packets' bytes end to end. A
-    packet with a segment in another pool's buffer (a clone this pool
-    cannot reach) goes with length 0.
+    A length above ``len(message)`` means it did not fit: nothing was
+    written; call again with a message at least that long (the header
+    copied over). ERR_COUNT or ERR_FOREIGN for a bad burst. Layout
+    (little-endian, read byte by byte at the other end: a received frame
+    need not be aligned): ``n`` rows of ``FIELD_WORDS`` uint32 fields,
+    ``n`` uint32 lengths, then the packets' bytes. A packet with a segment
+    in another pool's buffer (a clone this pool cannot reach) goes with length 0.
+    The message is reused: the transport must have copied the last one.
     """
-    pool_id = words[words.shape[0] - 1, P_POOL_ID]
+    checked = check_burst(words, handles, n)
+    if checked:
+        return checked
+    pool_n = words.shape[0] - 1
+    pool_id = words[pool_n, P_POOL_ID]
     total = np.int64(0)
     for i in range(n):
         total += np.int64(words[np.int64(handles[i]), H_PKT_LEN])
-    head = n * (FIELD_WORDS + 1) * 4
-    block = np.empty(head + total, np.uint8)
+    head = HEADER_BYTES + n * (FIELD_WORDS + 1) * 4
+    if head + total > message.shape[0]:
+        return head + total
+    put_u32_le(message, _COUNT_AT, np.uint32(n))
     p = np.int64(head)
     for i in range(n):
         h = np.int64(handles[i])
         for f in range(FIELD_WORDS):
-            put_u32_le(block, (i * FIELD_WORDS + f) * 4, words[h, _FIELDS[f]])
+            put_u32_le(message, HEADER_BYTES + (i * FIELD_WORDS + f) * 4, words[h, _FIELDS[f]])
         reachable = True
         m = h
         while m != NO_NEXT:
-            if words[m, H_DIRECT_POOL] != pool_id:
+            if m >= pool_n or words[m, H_DIRECT_POOL] != pool_id:
                 reachable = False
                 break
             m = np.int64(words[m, H_NEXT])
         left = np.int64(words[h, H_PKT_LEN]) if reachable else np.int64(0)
-        put_u32_le(block, (n * FIELD_WORDS + i) * 4, np.uint32(left))
+        put_u32_le(message, HEADER_BYTES + (n * FIELD_WORDS + i) * 4, np.uint32(left))
         m = h
         while left > 0 and m != NO_NEXT:
             seg = min(np.int64(words[m, H_DATA] & 0xFFFF), left)
             start = np.int64(words[m, H_DIRECT]) * stride + np.int64(words[m, H_BUF] >> 16)
-            _copy(block, p, data, start, seg)
+            _copy(message, p, data, start, seg)
             p += seg
             left -= seg
             m = np.int64(words[m, H_NEXT])
-    return block[:p]
+    return p
 
 
 _WORDS = types.Array(types.uint32, 2, "C")
@@ -137,19 +151,28 @@ _RECEIVED = types.Array(types.uint8, 1, "C", readonly=True)  # a message's bytes
     **_JIT,
 )  # fmt: skip
 def unpack(words, data, stride, fresh, k, block, n, first, offset):
-    """Fill the fresh mbufs ``fresh[:k]`` with packets ``first ..`` of an ``n``-packet block.
+    """Fill the fresh mbufs ``fresh[:k]`` with packets ``first ..`` of an
+    ``n``-packet message ``block`` (its header included).
 
-    ``offset``: where packet ``first``'s bytes start in the block (0: the
-    first call for a block). A packet longer than an mbuf's room is cut to
-    it. Returns the offset after the last packet filled.
+    ``offset``: where packet ``first``'s bytes start in the message (0:
+    the first call for it). A packet longer than an mbuf's room is cut to
+    it. Returns the offset after the last packet filled, or -1 (nothing
+    written) for a message shorter than its header and lengths say.
     """
-    head = n * (FIELD_WORDS + 1) * 4
+    head = HEADER_BYTES + n * (FIELD_WORDS + 1) * 4
     if offset == 0:
         offset = head
+    end = offset
+    if head > block.shape[0] or first + k > n:
+        return -1
+    for r in range(first, first + k):
+        end += np.int64(_get32(block, HEADER_BYTES + (n * FIELD_WORDS + r) * 4))
+    if end > block.shape[0]:
+        return -1
     for i in range(k):
         h = np.int64(fresh[i])
         r = first + i
-        length = np.int64(_get32(block, (n * FIELD_WORDS + r) * 4))
+        length = np.int64(_get32(block, HEADER_BYTES + (n * FIELD_WORDS + r) * 4))
         data_off = np.int64(words[h, H_BUF] >> 16)
         room = np.int64(words[h, H_BUF] & 0xFFFF) - data_off
         kept = min(length, room)
@@ -157,7 +180,7 @@ def unpack(words, data, stride, fresh, k, block, n, first, offset):
         offset += length
         words[h, H_DATA] = (words[h, H_DATA] & np.uint32(0xFFFF0000)) | np.uint32(kept)
         words[h, H_PKT_LEN] = np.uint32(kept)
-        row = (r * FIELD_WORDS) * 4
+        row = HEADER_BYTES + (r * FIELD_WORDS) * 4
         words[h, H_PORT] = _get32(block, row + _F_PORT * 4)
         words[h, H_PACKET_TYPE] = _get32(block, row + _F_PTYPE * 4)
         words[h, H_HASH] = _get32(block, row + _F_HASH * 4)

@@ -1,7 +1,8 @@
 """The stages the cluster driver inserts into each node's pipeline.
 
 - ``RemoteSend`` (a sink, on the producer's node and lcores): packs each
-  burst into one message (``_cluster_kernels.pack``), sends it without
+  burst into one message (``_cluster_kernels.pack``, into a buffer it
+  reuses: the transport copies), sends it without
   blocking the lcore forever, frees the mbufs; what it could not send is
   dropped and counted. Its ``stop()`` sends the end-of-stream mark.
 - ``RemoteReceive`` (a source, on lcore 0 of the consumer's node): takes a
@@ -30,6 +31,7 @@ import numpy as np
 
 from pktflow.backends._numba._ring import _compiled
 
+from ._cluster_kernels import HEADER_BYTES
 from ._cluster_kernels import pack as _pack_dispatcher
 from ._cluster_kernels import unpack as _unpack_dispatcher
 from ._cluster_transport import Receiver, Sender, transport
@@ -45,6 +47,7 @@ __all__ = ["NodeShare", "RemoteReceive", "RemoteSend", "offer_receiver"]
 
 # The message header: magic, version, kind, sender node, sender replica, packets.
 HEADER = struct.Struct("<IHHHHI")
+assert HEADER.size == HEADER_BYTES
 MAGIC = 0x504B4658  # "PKFX"
 VERSION = 1
 DATA, END = 0, 1
@@ -127,6 +130,14 @@ class RemoteSend(Stage):
         self.failing = False
         self._pool: Any = None
         self._arrays: tuple[Any, Any, int] | None = None
+        # The message buffer, reused (the transport copies it); grown when a burst
+        # needs more. Its header is written once (pack sets the packet count).
+        self._message = self._new_message(HEADER_BYTES + ctx.burst_size * 2048)
+
+    def _new_message(self, size: int) -> np.ndarray:
+        message = np.empty(size, np.uint8)
+        HEADER.pack_into(message, 0, MAGIC, VERSION, DATA, self.node, self.ctx.replica, 0)
+        return message
 
     def process(self, burst: Burst) -> None:
         pool = burst.pool
@@ -134,11 +145,16 @@ class RemoteSend(Stage):
             data = np.frombuffer(pool._object_bytes, np.uint8)
             self._pool, self._arrays = pool, (pool.header_words, data, pool._stride)
         words, data, stride = self._arrays  # type: ignore[misc]
-        n = burst.n
-        # A fresh block per burst: the transport may still hold the last one.
-        block = pack(words, data, stride, burst.array, n)
-        header = HEADER.pack(MAGIC, VERSION, DATA, self.node, self.ctx.replica, n)
-        sent = self.sender.send([header, block], 0.0 if self.failing else self.block_s)
+        n, message = burst.n, self._message
+        length = pack(words, data, stride, burst.array, n, message)
+        if length > message.shape[0]:
+            message = self._message = self._new_message(2 * length)
+            length = pack(words, data, stride, burst.array, n, message)
+        if length < 0:
+            raise PipelineError(
+                f"a burst of {n} handles holds one that is not an mbuf of pool {pool.name!r}"
+            )
+        sent = self.sender.send(message[:length], 0.0 if self.failing else self.block_s)
         self.failing = not sent
         if sent:
             self.free(burst)
@@ -149,7 +165,7 @@ class RemoteSend(Stage):
         """Queue the end mark (behind every burst sent); whether it is queued."""
         if not self.ended:
             end = HEADER.pack(MAGIC, VERSION, END, self.node, self.ctx.replica, 0)
-            self.ended = self.sender.send([end], timeout)
+            self.ended = self.sender.send(end, timeout)
         return self.ended
 
     async def stop(self) -> None:
@@ -207,10 +223,17 @@ class RemoteReceive(Source):
         self.lost.add(node)
         self.expected = {s for s in self.expected if s[0] != node}
 
+    def wait_fd(self) -> int | None:
+        """The receiver's descriptor, for the walk to sleep on; None (poll) while a
+        message waits here or the quiet after the senders' end is being timed."""
+        if self._message is not None or self._quiet_since is not None:
+            return None
+        return self.receiver.wait_fd()
+
     def poll(self, burst: Burst) -> int | None:
         while self._message is None:
-            blocks = self.receiver.receive()
-            if blocks is None:
+            message = self.receiver.receive()
+            if message is None:
                 if self.expected and all(n in self.upstream_done for n, _ in self.expected):
                     # Their end marks were lost (no room for them): what they sent is
                     # here or on its way through the kernel; quiet for a while = all in.
@@ -221,7 +244,9 @@ class RemoteReceive(Source):
                         self.expected.clear()
                 return None if not self.expected else 0
             self._quiet_since = None
-            magic, version, kind, node, replica, n = HEADER.unpack(blocks[0])
+            if len(message) < HEADER_BYTES:
+                raise PipelineError(f"a message of {len(message)} bytes is not a pktflow burst")
+            magic, version, kind, node, replica, n = HEADER.unpack_from(message)
             if magic != MAGIC or version != VERSION:
                 raise PipelineError(f"a message that is not a pktflow burst (magic {magic:#x})")
             if kind == END:
@@ -229,7 +254,7 @@ class RemoteReceive(Source):
                 continue
             if node in self.lost or n == 0:
                 continue
-            self._message = (np.frombuffer(blocks[1], np.uint8), n)
+            self._message = (np.frombuffer(message, np.uint8), n)
             self._first = self._offset = 0
             self.messages += 1
         block, n = self._message
@@ -242,10 +267,14 @@ class RemoteReceive(Source):
             got = self.ctx.pool._settle(got, k, burst.array)  # a pending publish, or raise
         if got != k:
             return 0  # the pool is empty now: the message waits (back-pressure)
-        self._offset = unpack(
+        offset = unpack(
             self._words, self._data, self._stride, burst.array, k,
             block, n, self._first, self._offset,
         )  # fmt: skip
+        if offset < 0:
+            self.ctx.pool.free_bulk(burst.array, k)
+            raise PipelineError(f"a message of {block.shape[0]} bytes is shorter than it says")
+        self._offset = offset
         self._first += k
         if self._first == n:
             self._message = None

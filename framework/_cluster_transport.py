@@ -1,13 +1,14 @@
 """How a remote edge's messages travel: a small interface, ZeroMQ PUSH/PULL first.
 
 A remote edge is one receiver (bound on the consumer's node) and one
-sender per producer instance (connected to it). A message is a list of
-blocks (anything with the buffer protocol), sent as one unit. Neither side
-ever blocks forever: ``send`` takes a timeout (0: try once) and says
-whether the message left, ``receive`` returns None when nothing is there.
+sender per producer instance (connected to it). A message is one buffer
+(anything with the buffer protocol); ``send`` copies it, so the sender may
+reuse it at once. Neither side ever blocks forever: ``send`` takes a
+timeout (0: try once) and says whether the message left, ``receive``
+returns None when nothing is there.
 
-ZeroMQ: PUSH/PULL, one multipart message per burst, ``copy=False``, the
-high-water marks counted in messages (= bursts). The receiving side binds
+ZeroMQ: PUSH/PULL, one single-frame message per burst, the high-water
+marks counted in messages (= bursts). The receiving side binds
 and the sending side connects (FIELD-NOTES: probing then rebinding a port
 races); ``linger`` bounds how long a closing sender still delivers.
 
@@ -18,14 +19,13 @@ Usage::
 
     rx = transport("zmq").listen("127.0.0.1", hwm=1024)   # rx.endpoint: "tcp://127.0.0.1:40123"
     tx = transport("zmq").connect(rx.endpoint, hwm=1024)
-    tx.send([header, data, lengths, fields], timeout=0.0)
-    blocks = rx.receive()                                 # list of memoryviews, or None
+    tx.send(message, timeout=0.0)
+    message = rx.receive()                                # bytes, or None
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
 from typing import Any
 
 from ._errors import ConfigError
@@ -41,10 +41,10 @@ class Sender(abc.ABC):
     """The producer end of a remote edge."""
 
     @abc.abstractmethod
-    def send(self, blocks: Sequence[Any], timeout: float) -> bool:
-        """Queue one message; False when it could not within ``timeout`` s (0: at once).
+    def send(self, message: Any, timeout: float) -> bool:
+        """Queue a copy of ``message``; False when it could not within ``timeout`` s (0: at once).
 
-        Usage: ``if not tx.send(blocks, 0.0): count_drop()``
+        Usage: ``if not tx.send(message, 0.0): count_drop()``
         """
 
     @abc.abstractmethod
@@ -58,11 +58,19 @@ class Receiver(abc.ABC):
     endpoint: str
 
     @abc.abstractmethod
-    def receive(self) -> list[Any] | None:
-        """The next message's blocks (buffers), or None when none is waiting (never blocks).
+    def receive(self) -> bytes | None:
+        """The next message, or None when none is waiting (never blocks).
 
-        Usage: ``blocks = rx.receive()``
+        Usage: ``message = rx.receive()``
         """
+
+    def wait_fd(self) -> int | None:
+        """A descriptor that becomes readable when a message may have arrived since
+        ``receive()`` last returned None (the walk sleeps on it); None: poll.
+
+        Usage: ``loop.add_reader(rx.wait_fd(), wake)``
+        """
+        return None
 
     @abc.abstractmethod
     def close(self) -> None:
@@ -105,10 +113,12 @@ class _ZmqSender(Sender):
         self._noblock = zmq.NOBLOCK
         self._pollout = zmq.POLLOUT
 
-    def send(self, blocks: Sequence[Any], timeout: float) -> bool:
+    def send(self, message: Any, timeout: float) -> bool:
         socket = self._socket
         try:
-            socket.send_multipart(blocks, flags=self._noblock, copy=False)
+            # copy=True: the caller reuses its buffer (and below 64 KiB pyzmq
+            # copies anyway: cheaper than tracking when ZeroMQ is done with it).
+            socket.send(message, flags=self._noblock, copy=True)
             return True
         except self._again:
             if timeout <= 0:
@@ -117,7 +127,7 @@ class _ZmqSender(Sender):
         if not socket.poll(int(timeout * 1000), self._pollout):
             return False
         try:
-            socket.send_multipart(blocks, flags=self._noblock, copy=False)
+            socket.send(message, flags=self._noblock, copy=True)
             return True
         except self._again:
             return False
@@ -139,17 +149,30 @@ class _ZmqReceiver(Receiver):
         self._socket.setsockopt(zmq.LINGER, 0)
         self._socket.bind(f"tcp://{host}:*")
         self.endpoint = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
+        self._fd: int = self._socket.getsockopt(zmq.FD)
         self._again = zmq.Again
         self._noblock = zmq.NOBLOCK
+        self._events, self._pollin = zmq.EVENTS, zmq.POLLIN
 
-    def receive(self) -> list[Any] | None:
+    def receive(self) -> bytes | None:
+        # Asking for the events first: an empty receive raises zmq.Again, which
+        # costs a few microseconds, and an idle walk asks often.
+        socket = self._socket
+        if not socket.getsockopt(self._events) & self._pollin:
+            return None
         try:
             # copy=True: a burst's few kilobytes cost less to copy than a Frame
             # object each (measured: copy=False was slower up to 32 x 1,500 B).
-            frames: list[Any] = self._socket.recv_multipart(flags=self._noblock, copy=True)
+            message: bytes = socket.recv(flags=self._noblock, copy=True)
         except self._again:
             return None
-        return frames
+        return message
+
+    def wait_fd(self) -> int | None:
+        # ZeroMQ's descriptor signals state changes, not messages: it is readable
+        # after a message arrived unless the events were read since, and receive()
+        # returns None only after reading them and finding no message.
+        return self._fd
 
     def close(self) -> None:
         if not self._socket.closed:

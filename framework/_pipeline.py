@@ -213,6 +213,12 @@ class Pipeline:
         if self._workers is not None:
             self._workers.request_stop()
 
+    def _poll_sources_now(self) -> None:
+        """Wake lcore 0's walk if it sleeps: a source's state changed from outside
+        the walk (a remote edge was told its sender's node ended)."""
+        if self._walk is not None:
+            self._walk.wake()
+
     async def wait(self, timeout: float | None = None) -> bool:
         """Wait until the walk ends (sources exhausted, or stopped), at most ``timeout`` s.
 

@@ -548,6 +548,10 @@ class Walk:
         self.stopping = True
         self._wake_up()
 
+    def wake(self) -> None:
+        """End a sleep now: something a source's ``wait_fd`` does not show changed."""
+        self._wake_up()
+
     def abort(self) -> None:
         """End soon without waiting for other lcores (one of them died)."""
         self.stopping = self.aborted = True

@@ -390,7 +390,8 @@ def test_the_node_specs_are_ordinary_pipelines() -> None:
 def test_pack_and_unpack_carry_bytes_lengths_fields_and_chains() -> None:
     import numpy as np
 
-    from pktflow._cluster_kernels import pack, unpack
+    from pktflow._cluster_kernels import HEADER_BYTES, pack, unpack
+    from pktflow.abc import ERR_FOREIGN
 
     pool = pktflow.pktmbuf_pool_create("cluster-pack", 255, 0, 0, 2176)
     try:
@@ -410,13 +411,24 @@ def test_pack_and_unpack_carry_bytes_lengths_fields_and_chains() -> None:
             headers["vlan_tci"][handle], headers["hash"][handle] = 100 + i, 0xDEAD0000 + i
             headers["timestamp"][handle] = 1_700_000_000_123_456_789 + i
         data = np.frombuffer(pool._object_bytes, np.uint8)
-        block = pack(pool.header_words, data, pool._stride, sent, 3)
+        short = np.full(100, 0xAB, np.uint8)
+        needed = pack(pool.header_words, data, pool._stride, sent, 3, short)
+        assert needed == HEADER_BYTES + 3 * 36 + 60 + 1 + 1540
+        assert (short == 0xAB).all()  # too short: untouched
+        message = np.zeros(needed + 10, np.uint8)
+        assert pack(pool.header_words, data, pool._stride, sent, 3, message) == needed
+        assert int.from_bytes(message[12:16].tobytes(), "little") == 3  # the packet count
+        foreign = np.array([pool.n + 5], np.uint32)
+        assert pack(pool.header_words, data, pool._stride, foreign, 1, message) == ERR_FOREIGN
         got = np.empty(3, np.uint32)
         assert pool.alloc_bulk(got, 3) == 3
         # two calls, as a receiver with a smaller burst makes them
-        block = np.frombuffer(block.tobytes(), np.uint8)  # read-only, as a received message
-        offset = unpack(pool.header_words, data, pool._stride, got[:2], 2, block, 3, 0, 0)
-        unpack(pool.header_words, data, pool._stride, got[2:], 1, block, 3, 2, offset)
+        block = np.frombuffer(message[:needed].tobytes(), np.uint8)  # read-only, as received
+        words = pool.header_words
+        cut = block[: needed - 1]
+        assert unpack(words, data, pool._stride, got, 3, cut, 3, 0, 0) == -1
+        offset = unpack(words, data, pool._stride, got[:2], 2, block, 3, 0, 0)
+        unpack(words, data, pool._stride, got[2:], 1, block, 3, 2, offset)
         expect = [payloads[0], payloads[1], payloads[2] + b"t" * 40]
         for handle, was, payload in zip(got, sent[:3], expect, strict=True):
             m = pool.mbuf(int(handle))

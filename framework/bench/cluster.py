@@ -10,10 +10,11 @@ the median reported:
   burst of mbufs into one ZeroMQ message, the receiver allocates mbufs and
   copies the packets in. Rate: the packets the counter got over the
   sending node's walk time (``full: block``: nothing is dropped, checked);
-- ``raw pyzmq``: messages of the same shape and size (a 16-byte header,
-  one block of fields, lengths and bytes) from an actor on node 1 to one
-  on node 0, PUSH/PULL, ``copy=False``, blocking sends, no mbufs at either
-  end (copies on receipt, as the edge: faster than a Frame each at these sizes);
+- ``raw pyzmq``: messages of the same size and shape (one frame: a
+  16-byte header, fields, lengths and bytes) from an actor on node 1 to
+  one on node 0, PUSH/PULL, blocking sends of one reused buffer (copied,
+  as the edge's), no mbufs at either end (copies on receipt, as the edge:
+  faster than a Frame each at these sizes);
 - ``Ray actor call per burst``: node 1's actor calls node 0's with the
   burst's bytes, 64 calls in flight.
 
@@ -66,10 +67,10 @@ class _ZmqPeer:
 
     def receive(self, messages: int) -> float:
         """Seconds from the first message to the last of ``messages``."""
-        self.socket.recv_multipart(copy=True)
+        self.socket.recv(copy=True)
         start = time.perf_counter()
         for _ in range(messages - 1):
-            self.socket.recv_multipart(copy=True)
+            self.socket.recv(copy=True)
         return time.perf_counter() - start
 
     def send(self, endpoint: str, messages: int, burst: int, size: int) -> None:
@@ -78,11 +79,10 @@ class _ZmqPeer:
         socket = self.context.socket(self.zmq.PUSH)
         socket.setsockopt(self.zmq.SNDHWM, 1000)
         socket.connect(endpoint)
-        header = b"\0" * 16
+        # As the edge's: header, fields, lengths, the packets' bytes; reused, copied.
+        message = np.zeros(16 + burst * (36 + size), np.uint8)
         for _ in range(messages):
-            # A fresh block per burst, as the edge's: fields, lengths, the packets' bytes.
-            block = np.empty(burst * (36 + size), np.uint8)
-            socket.send_multipart([header, block], copy=False)  # type: ignore[list-item]
+            socket.send(message, copy=True)
         socket.close(linger=5000)
 
     def close(self) -> None:
