@@ -82,7 +82,7 @@ class _ZmqPeer:
         # As the edge's: header, fields, lengths, the packets' bytes; reused, copied.
         message = np.zeros(16 + burst * (36 + size), np.uint8)
         for _ in range(messages):
-            socket.send(message, copy=True)
+            socket.send(memoryview(message), copy=True)
         socket.close(linger=5000)
 
     def close(self) -> None:
