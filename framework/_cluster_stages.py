@@ -136,9 +136,7 @@ class RemoteSend(Stage):
 
     def _new_message(self, size: int) -> np.ndarray:
         message = np.empty(size, np.uint8)
-        HEADER.pack_into(
-            memoryview(message), 0, MAGIC, VERSION, DATA, self.node, self.ctx.replica, 0
-        )
+        HEADER.pack_into(message.data, 0, MAGIC, VERSION, DATA, self.node, self.ctx.replica, 0)
         return message
 
     def process(self, burst: Burst) -> None:

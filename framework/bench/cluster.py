@@ -76,13 +76,13 @@ class _ZmqPeer:
     def send(self, endpoint: str, messages: int, burst: int, size: int) -> None:
         import numpy as np
 
-        socket = self.context.socket(self.zmq.PUSH)
+        socket: Any = self.context.socket(self.zmq.PUSH)
         socket.setsockopt(self.zmq.SNDHWM, 1000)
         socket.connect(endpoint)
         # As the edge's: header, fields, lengths, the packets' bytes; reused, copied.
         message = np.zeros(16 + burst * (36 + size), np.uint8)
         for _ in range(messages):
-            socket.send(memoryview(message), copy=True)
+            socket.send(message, copy=True)
         socket.close(linger=5000)
 
     def close(self) -> None:
