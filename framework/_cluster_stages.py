@@ -36,7 +36,7 @@ from ._cluster_kernels import pack as _pack_dispatcher
 from ._cluster_kernels import unpack as _unpack_dispatcher
 from ._cluster_transport import Receiver, Sender, transport
 from ._errors import PipelineError
-from ._stage import Burst, Source, Stage, StageContext
+from ._stage import Burst, Source, Stage, StageContext, foreign_burst
 
 # The compiled entry points: the arguments are typed by construction (runtime
 # bursts, pool views, received blocks), so numba's per-call dispatch is skipped.
@@ -151,9 +151,7 @@ class RemoteSend(Stage):
             message = self._message = self._new_message(2 * length)
             length = pack(words, data, stride, burst.array, n, message)
         if length < 0:
-            raise PipelineError(
-                f"a burst of {n} handles holds one that is not an mbuf of pool {pool.name!r}"
-            )
+            raise foreign_burst(burst)
         sent = self.sender.send(message[:length], 0.0 if self.failing else self.block_s)
         self.failing = not sent
         if sent:

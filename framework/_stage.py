@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 import numpy.typing as npt
 
-from ._errors import PipelineError, PktflowTypeError
+from ._errors import MbufError, PipelineError, PktflowTypeError
 
 if TYPE_CHECKING:
     from ._mbuf import PktmbufPool
@@ -181,6 +181,14 @@ class Burst:
 
     def __repr__(self) -> str:
         return f"<Burst n={self.n} capacity={self.capacity} input={self.input!r}>"
+
+
+def foreign_burst(burst: Burst) -> MbufError:
+    """The error for a burst holding a handle that is not an mbuf of its pool."""
+    return MbufError(
+        f"a burst of {burst.n} handles holds one that is not an mbuf of pool "
+        f"{getattr(burst.pool, 'name', None)!r}"
+    )
 
 
 def _unwired(burst: Burst) -> None:

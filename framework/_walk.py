@@ -43,8 +43,8 @@ from pktflow.backends._numba._ring import _compiled
 
 from ._burst_kernels import burst_bytes as _burst_bytes_dispatcher
 from ._burst_kernels import refcnt_add_bulk as _refcnt_dispatcher
-from ._errors import MbufError, PipelineError
-from ._stage import Burst, Source, Stage
+from ._errors import PipelineError
+from ._stage import Burst, Source, Stage, foreign_burst
 from ._wakeup import Waker, signals_sent
 from .abc import WAIT_DATA, WAIT_ROOM
 
@@ -111,15 +111,8 @@ def _count_bytes(burst: Burst) -> int:
     """The bytes of a burst's packets; raises for handles that are not the pool's."""
     nbytes: int = burst_bytes(burst.pool._header_words, burst.array, burst.n)
     if nbytes < 0:
-        raise _foreign(burst)
+        raise foreign_burst(burst)
     return nbytes
-
-
-def _foreign(burst: Burst) -> MbufError:
-    return MbufError(
-        f"a burst of {burst.n} handles holds one that is not an mbuf of pool "
-        f"{getattr(burst.pool, 'name', None)!r}"
-    )
 
 
 def _bad_poll(k: object, capacity: int) -> PipelineError:
@@ -278,7 +271,7 @@ class FanOut:
         if self.copies[0].capacity < n:
             self.copies = [Burst(np.empty(n, np.uint32), pool) for _ in range(extra)]
         if refcnt_add_bulk(pool._header_words, burst.array, n, extra) < 0:
-            raise _foreign(burst)
+            raise foreign_burst(burst)
         for copy in self.copies:
             copy.array[:n] = burst.array[:n]
             copy.n, copy.pool, copy.nbytes = n, pool, burst.nbytes
@@ -546,23 +539,19 @@ class Walk:
     def request_stop(self) -> None:
         """Stop polling sources; the walk drains its inputs and ends."""
         self.stopping = True
-        self._wake_up()
-
-    def wake(self) -> None:
-        """End a sleep now: something a source's ``wait_fd`` does not show changed."""
-        self._wake_up()
+        self.wake()
 
     def abort(self) -> None:
         """End soon without waiting for other lcores (one of them died)."""
         self.stopping = self.aborted = True
-        self._wake_up()
+        self.wake()
 
     async def run(self, count: int | None = None) -> None:
         """Walk until every stage here is finished (``count``: stop the sources after it)."""
         self.started = time.perf_counter()
         loop = asyncio.get_running_loop()
         if self.waker is not None:
-            loop.add_reader(self.waker.fd, self._wake_up)
+            loop.add_reader(self.waker.fd, self.wake)
         try:
             await self._rounds(count)
         finally:
@@ -728,7 +717,9 @@ class Walk:
             outlet.waiter = -1
         waker.close()
 
-    def _wake_up(self) -> None:
+    def wake(self) -> None:
+        """End a sleep now (a ring, a source's descriptor, a stop, or a change
+        from outside that a source's ``wait_fd`` does not show)."""
         if self.waker is not None:
             self.waker.drain()
         woken = self._woken
@@ -760,7 +751,7 @@ class Walk:
             if self.stopping or self._finished():
                 return
             for fd in fds:  # only while asleep: a busy source's fd would fire every turn
-                loop.add_reader(fd, self._wake_up)
+                loop.add_reader(fd, self.wake)
                 watched.append(fd)
             self._woken = loop.create_future()
             self.sleeps += 1
