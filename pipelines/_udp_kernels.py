@@ -37,7 +37,7 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from pktflow._mbuf_layout import H_BUF, H_DATA, H_DIRECT, H_NEXT, H_PKT_LEN
+from pktflow._mbuf_layout import H_BUF, H_DATA, H_DIRECT, H_NEXT, H_PKT_LEN, NO_NEXT
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _SYMBOLS = {
@@ -59,12 +59,24 @@ P_ADDR, P_PORT, P_LOCAL = 0, 4, 6
 MSG_DONTWAIT = 0x40
 MSG_TRUNC = 0x20
 EINTR = 4
+EIO = 5
 EAGAIN = 11
+EINVAL = 22
+EMSGSIZE = 90
 ENOBUFS = 105
 
+# UDP generic segmentation offload (Linux 4.18+): one message, cut into datagrams by the kernel
+SOL_UDP = 17
+UDP_SEGMENT = 103
+CONTROL_WORDS = 3  # a cmsghdr (len, level, type) and the uint16 segment size, padded
+GSO_SEGMENTS = 64  # datagrams a message at most (the kernel's UDP_MAX_SEGMENTS, or less)
+GSO_BYTES = 65000  # bytes a message at most: under an IPv4 datagram's 65,507
+# batches columns
+B_DATAGRAMS, B_FIRST = range(2)
+
 # Counter slots
-C_DATAGRAMS, C_BYTES, C_TRUNCATED, C_FAILED, C_CALLS = range(5)
-COUNTERS = 5
+C_DATAGRAMS, C_BYTES, C_TRUNCATED, C_FAILED, C_CALLS, C_SEGMENTED = range(6)
+COUNTERS = 6
 
 _JIT = {"cache": True, "nogil": True}
 
@@ -191,48 +203,96 @@ def rx_burst(fd, msgs, iovs, names, words, data, stride, priv, out, rest, n, loc
     return k
 
 
+def send_batches(count: int) -> tuple[np.ndarray, np.ndarray]:
+    """What ``tx_burst`` needs beside ``messages(count)``: a ``UDP_SEGMENT`` cmsg per message
+    (``cmsghdr`` + the segment size, ``CMSG_SPACE(2)`` = 24 bytes), and per message the
+    datagrams it carries and the index of its first handle.
+
+    Usage: ``controls, batches = send_batches(32)``
+    """
+    controls = np.zeros((count, CONTROL_WORDS), np.uint64)
+    controls[:, 0] = 16 + 2  # cmsg_len: CMSG_LEN(sizeof(uint16_t))
+    controls[:, 1] = SOL_UDP | (UDP_SEGMENT << 32)  # cmsg_level, cmsg_type
+    return controls, np.zeros((count, 2), np.int64)
+
+
 @njit
-def _send_all(fd, msgs, start, count, counts):
-    """``sendmmsg`` messages ``start .. start + count``, until done or the socket refuses."""
+def _send_all(fd, msgs, batches, start, count, counts):
+    """``sendmmsg`` messages ``start .. start + count``, until done or the socket refuses.
+
+    Returns -1, or the index of a segmented message the kernel cannot
+    segment on this route (the caller sends its datagrams one by one).
+    """
     sent = 0
     while sent < count:
         counts[C_CALLS] += 1
         r = _sendmmsg(fd, msgs.ctypes.data + (start + sent) * MMSG_WORDS * 8, count - sent,
                       MSG_DONTWAIT)  # fmt: skip
         if r > 0:
+            for m in range(start + sent, start + sent + r):
+                counts[C_DATAGRAMS] += batches[m, B_DATAGRAMS]
+                if batches[m, B_DATAGRAMS] > 1:
+                    counts[C_SEGMENTED] += batches[m, B_DATAGRAMS]
             sent += r
-            counts[C_DATAGRAMS] += r
             continue
         err = _errno()
         if err == EINTR:
             continue
+        m = start + sent
         if err in (EAGAIN, ENOBUFS):  # the socket is full: the rest would be refused too
-            counts[C_FAILED] += count - sent
-            return
-        counts[C_FAILED] += 1  # this datagram is refused (too long, no route, ...): skip it
+            for rest in range(m, start + count):
+                counts[C_FAILED] += batches[rest, B_DATAGRAMS]
+            return -1
+        if batches[m, B_DATAGRAMS] > 1 and err in (EINVAL, EIO, EMSGSIZE):
+            return m
+        counts[C_FAILED] += batches[m, B_DATAGRAMS]  # refused (too long, no route, ...): skip it
         sent += 1
+    return -1
+
+
+@njit
+def _same_sender(priv, a, b):
+    for k in range(P_LOCAL):  # noqa: SIM110 (numba compiles no generator for all())
+        if priv[a, k] != priv[b, k]:
+            return False
+    return True
 
 
 @njit(
-    "int64(int32[::1], uint64[:, ::1], uint64[:, ::1], uint8[::1], uint32[:, ::1], uint8[::1],"
-    " int64, uint8[:, :], uint32[::1], int64, boolean, int64[::1])",
+    "int64(int32[::1], uint64[:, ::1], uint64[:, ::1], uint8[::1], uint64[:, ::1],"
+    " int64[:, ::1], uint32[:, ::1], uint8[::1], int64, uint8[:, :], uint32[::1], int64, boolean,"
+    " int64, int64[::1])",
     **_JIT,
 )
-def tx_burst(fds, msgs, iovs, names, words, data, stride, priv, handles, n, reply, counts):
+def tx_burst(
+    fds, msgs, iovs, names, controls, batches, words, data, stride, priv, handles, n, reply,
+    segments, counts,
+):  # fmt: skip
     """Send the packets ``handles[:n]`` with one ``sendmmsg`` per run of one socket.
 
     ``reply``: each goes back to the sender in its private area, from the
     socket ``fds[local port]`` (the port it arrived on); otherwise all go
     from ``fds[0]`` to the address already in ``names`` (every slot). A
     chain's segments go as one datagram (at most ``MAX_SEGS``; longer ones
-    are counted failed). Returns how many handles were dealt with: ``n``,
-    or fewer when ``handles[i]`` arrived on a local port with no socket in
-    ``fds`` yet (-1): the caller fills that in and calls again from ``i``.
+    are counted failed). Consecutive one-segment datagrams to one address,
+    of one length (the last may be shorter), go as one message the kernel
+    cuts (UDP GSO), up to ``segments`` a message (1: never).
+
+    Returns how many handles were dealt with: ``n``, or fewer when
+    ``handles[i]`` arrived on a local port with no socket in ``fds`` yet
+    (-1): the caller fills that in and calls again from ``i``. ``-(i + 1)``:
+    the kernel cannot segment on this route; call again from ``i`` with
+    ``segments`` 1.
     """
     base = np.uint64(data.ctypes.data)
+    iov_base = np.uint64(iovs.ctypes.data)
+    control_base = np.uint64(controls.ctypes.data)
     run_fd = np.int64(-1)
     run_start = 0
     j = 0  # messages built
+    cursor = 0  # iovecs used
+    open_size = 0  # the segment size of message j - 1 while more may join it, else 0
+    open_bytes = 0
     i = 0
     while i < n:
         h = np.int64(handles[i])
@@ -244,26 +304,60 @@ def tx_burst(fds, msgs, iovs, names, words, data, stride, priv, handles, n, repl
                 break
         if fd != run_fd:
             if j > run_start:
-                _send_all(run_fd, msgs, run_start, j - run_start, counts)
-            run_fd, run_start = fd, j
-        left = np.int64(words[h, H_PKT_LEN])
+                failed = _send_all(run_fd, msgs, batches, run_start, j - run_start, counts)
+                if failed >= 0:
+                    return -(batches[failed, B_FIRST] + 1)
+            run_fd, run_start, open_size = fd, j, 0
+        length = np.int64(words[h, H_PKT_LEN])
+        single = words[h, H_NEXT] == NO_NEXT
+        start = np.int64(words[h, H_DIRECT]) * stride + np.int64(words[h, H_BUF] >> 16)
+        if (
+            open_size > 0 and single and 0 < length <= open_size
+            and open_bytes + length <= GSO_BYTES
+            and (not reply or _same_sender(priv, h, np.int64(handles[batches[j - 1, B_FIRST]])))
+        ):  # fmt: skip
+            m = j - 1
+            iovs[cursor, 0] = base + np.uint64(start)
+            iovs[cursor, 1] = length
+            cursor += 1
+            msgs[m, M_IOVLEN] += 1
+            batches[m, B_DATAGRAMS] += 1
+            if batches[m, B_DATAGRAMS] == 2:
+                controls[m, 2] = open_size
+                msgs[m, M_CONTROL] = control_base + np.uint64(m * CONTROL_WORDS * 8)
+                msgs[m, M_CONTROLLEN] = CONTROL_WORDS * 8
+            open_bytes += length
+            if length < open_size or batches[m, B_DATAGRAMS] == segments:
+                open_size = 0  # a shorter datagram ends a segmented message
+            counts[C_BYTES] += length
+            i += 1
+            continue
+        left = length
         m = h
         segs = 0
+        msgs[j, M_IOV] = iov_base + np.uint64(cursor * 16)
         while left > 0 and segs < MAX_SEGS:
             seg = min(np.int64(words[m, H_DATA] & 0xFFFF), left)
-            start = np.int64(words[m, H_DIRECT]) * stride + np.int64(words[m, H_BUF] >> 16)
-            iovs[j * MAX_SEGS + segs, 0] = base + np.uint64(start)
-            iovs[j * MAX_SEGS + segs, 1] = seg
+            at = np.int64(words[m, H_DIRECT]) * stride + np.int64(words[m, H_BUF] >> 16)
+            iovs[cursor + segs, 0] = base + np.uint64(at)
+            iovs[cursor + segs, 1] = seg
             left -= seg
             segs += 1
             m = np.int64(words[m, H_NEXT])
-            if m == 0xFFFFFFFF:
+            if m == NO_NEXT:
                 break
-        i += 1
         if left > 0:
             counts[C_FAILED] += 1  # a chain of more than MAX_SEGS segments
+            i += 1
             continue
+        cursor += segs
         msgs[j, M_IOVLEN] = segs
+        msgs[j, M_CONTROL] = 0
+        msgs[j, M_CONTROLLEN] = 0
+        batches[j, B_DATAGRAMS] = 1
+        batches[j, B_FIRST] = i
+        open_size = length if single and segments > 1 else 0
+        open_bytes = length
         if reply:
             a = j * SOCKADDR
             names[a] = 2  # AF_INET
@@ -274,10 +368,13 @@ def tx_burst(fds, msgs, iovs, names, words, data, stride, priv, handles, n, repl
             names[a + 5] = priv[h, P_ADDR + 1]
             names[a + 6] = priv[h, P_ADDR + 2]
             names[a + 7] = priv[h, P_ADDR + 3]
-        counts[C_BYTES] += np.int64(words[h, H_PKT_LEN])
+        counts[C_BYTES] += length
         j += 1
+        i += 1
     if j > run_start:
-        _send_all(run_fd, msgs, run_start, j - run_start, counts)
+        failed = _send_all(run_fd, msgs, batches, run_start, j - run_start, counts)
+        if failed >= 0:
+            return -(batches[failed, B_FIRST] + 1)
     return i
 
 

@@ -163,3 +163,30 @@ class PipeSource(pktflow.Source):
 
     async def stop(self) -> None:
         os.close(self.read_fd)
+
+
+class Datagrams(pktflow.Source):
+    """One burst of packets of ``sizes`` bytes (packet i: its index, then bytes of i), once ``go``.
+
+    ``go`` (an asyncio.Event) lets a test change the downstream stages
+    between ``start()`` and the first packet.
+    """
+
+    def __init__(self, ctx: pktflow.StageContext, *, sizes: list[int]) -> None:
+        super().__init__(ctx)
+        self.sizes = sizes
+        self.go = asyncio.Event()
+
+    @staticmethod
+    def payload(i: int, size: int) -> bytes:
+        return (i.to_bytes(2, "big") + bytes([i % 256]) * size)[:size]
+
+    async def poll(self, burst: pktflow.Burst) -> int | None:
+        await self.go.wait()
+        if not self.sizes:
+            return None
+        sizes, self.sizes = self.sizes[: burst.capacity], self.sizes[burst.capacity :]
+        k = self.ctx.pool.alloc_bulk(burst.array, len(sizes))
+        for i, (h, size) in enumerate(zip(burst.array[:k].tolist(), sizes, strict=False)):
+            self.ctx.pool.mbuf(h).append(size)[:] = self.payload(i, size)
+        return k

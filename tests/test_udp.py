@@ -9,6 +9,7 @@ import threading
 import time
 
 import pytest
+from _pipeline_stages import Datagrams
 
 import pktflow
 from pktflow.pipelines.udp import UdpSink, UdpSource
@@ -232,3 +233,79 @@ def test_a_datagram_longer_than_the_data_room_is_dropped_and_counted():
     asyncio.run(main())
     source = pipeline.stage("rx")
     assert (source.truncated, source.received) == (1, 1)
+
+
+# Runs the kernel can segment (one address, one length, the last shorter), broken by a
+# longer one, a zero-length datagram and a run longer than a burst.
+SIZES = [64] * 5 + [30] + [64] * 3 + [100] + [0] + [7, 7] + [1400] * 40 + [1]
+
+
+def send_sizes(extra_options: dict, before_go=None) -> tuple[list[bytes], UdpSink]:
+    """The Datagrams test source -> udp_sink to a catcher: what the catcher got, and the sink."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as catcher:
+        catcher.bind(("127.0.0.1", 0))
+        catcher.settimeout(5)
+        pipeline = pktflow.Pipeline.from_dict(
+            {
+                "name": "udp",
+                "mempools": {"pkts": {"n": 1023, "cache_size": 32}},
+                "stages": {
+                    "src": {"type": "_pipeline_stages:Datagrams", "sizes": SIZES},
+                    "tx": {
+                        "type": "udp_sink",
+                        "inputs": ["src"],
+                        "to": f"127.0.0.1:{catcher.getsockname()[1]}",
+                        **extra_options,
+                    },
+                },
+            }
+        )
+
+        async def main() -> None:
+            await pipeline.start()
+            sink = pipeline.stage("tx")
+            if before_go is not None:
+                before_go(sink)
+            pipeline.stage("src").go.set()
+            await pipeline.wait()
+            await pipeline.stop()
+
+        asyncio.run(main())
+        got = [catcher.recv(2048) for _ in SIZES]
+    sink = pipeline.stage("tx")
+    assert isinstance(sink, UdpSink)
+    return got, sink
+
+
+def expected_datagrams(burst: int = 32) -> list[bytes]:
+    return [Datagrams.payload(i % burst, size) for i, size in enumerate(SIZES)]
+
+
+def test_runs_to_one_address_go_as_one_segmented_message_and_arrive_whole():
+    got, sink = send_sizes({})
+    assert got == expected_datagrams()  # each datagram whole, in order, none merged or split
+    assert (sink.sent, sink.failed) == (len(SIZES), 0)
+    if sink.gso:  # Linux 4.18+
+        # 5 + 1 | 3 | 2 | 20 (the rest of the first burst) | 20 + 1 (the second)
+        assert sink.segmented == 6 + 3 + 2 + 20 + 21
+        assert sink.calls == 2  # one sendmmsg per burst
+
+
+def test_without_gso_every_datagram_is_a_message_of_its_own():
+    got, sink = send_sizes({"gso": False})
+    assert got == expected_datagrams()
+    assert (sink.sent, sink.segmented, sink.gso) == (len(SIZES), 0, False)
+
+
+def test_a_route_that_cannot_segment_falls_back_to_one_by_one_losing_nothing():
+    so_no_check = 11  # the kernel refuses to segment without UDP checksums (EINVAL)
+
+    def no_checksums(sink: UdpSink) -> None:
+        if not sink.gso:
+            pytest.skip("this kernel has no UDP GSO")
+        assert sink.sock is not None
+        sink.sock.setsockopt(socket.SOL_SOCKET, so_no_check, 1)
+
+    got, sink = send_sizes({}, before_go=no_checksums)
+    assert got == expected_datagrams()
+    assert (sink.sent, sink.failed, sink.segmented, sink.gso) == (len(SIZES), 0, 0, False)
