@@ -36,7 +36,7 @@ from ._cluster_kernels import pack as _pack_dispatcher
 from ._cluster_kernels import unpack as _unpack_dispatcher
 from ._cluster_transport import Receiver, Sender, transport
 from ._errors import PipelineError
-from ._stage import Burst, Source, Stage, StageContext, foreign_burst
+from ._stage import Burst, Source, Stage, StageContext, _free, foreign_burst
 
 # The compiled entry points: the arguments are typed by construction (runtime
 # bursts, pool views, received blocks), so numba's per-call dispatch is skipped.
@@ -51,6 +51,10 @@ assert HEADER.size == HEADER_BYTES
 MAGIC = 0x504B4658  # "PKFX"
 VERSION = 1
 DATA, END = 0, 1
+# Bursts a message carries at most, and its packets' bytes at most (unless one
+# burst alone is more): a busy edge sends a message per this many bursts.
+COALESCE = 8
+MESSAGE_BYTES = 64 * 1024
 # How long a sender's end mark waits for room at the end: a consumer that takes
 # nothing for that long is gone. (A lost end mark costs the receiver QUIET_S: the
 # driver tells it when the sending node ended, see RemoteReceive.upstream_ended.)
@@ -97,7 +101,15 @@ def _when_ended(tag: str, lcore: int, feeders: frozenset[str], callback: Any) ->
 
 
 class RemoteSend(Stage):
-    """The producer end of a remote edge: one message per burst."""
+    """The producer end of a remote edge: the bursts of one turn of the walk, one message.
+
+    Bursts wait here (their mbufs kept) until ``coalesce`` of them, or
+    ``MESSAGE_BYTES`` of packets, are waiting, or the walk yields to the
+    event loop (it does when idle, and every ``yield_every`` bursts): then
+    they go as one message. A busy edge sends few large messages (the
+    transport's cost is per message); a quiet one sends each burst at the
+    end of the walk's turn, without waiting for more.
+    """
 
     outputs = ()
 
@@ -114,6 +126,7 @@ class RemoteSend(Stage):
         tag: str = "",
         feeders: list[str] | None = None,
         to_node: int = -1,
+        coalesce: int = COALESCE,
     ) -> None:
         super().__init__(ctx)
         self.ended = False
@@ -128,9 +141,15 @@ class RemoteSend(Stage):
         # drops at once until a send gets through again (an lcore never waits
         # per burst forever).
         self.failing = False
+        self.messages = 0  # messages sent
+        # The handles waiting for the next message (this stage owns their mbufs).
+        self._waiting = Burst(np.empty(max(coalesce, 1) * ctx.burst_size, np.uint32), ctx.pool)
+        self._waiting_bytes = 0
+        self._flush_scheduled = False
+        self._failure: Exception | None = None  # of a flush on the event loop
         self._pool: Any = None
         self._arrays: tuple[Any, Any, int] | None = None
-        # The message buffer, reused (the transport copies it); grown when a burst
+        # The message buffer, reused (the transport copies it); grown when a message
         # needs more. Its header is written once (pack sets the packet count).
         self._message = self._new_message(HEADER_BYTES + ctx.burst_size * 2048)
 
@@ -140,33 +159,87 @@ class RemoteSend(Stage):
         return message
 
     def process(self, burst: Burst) -> None:
-        pool = burst.pool
+        if self._failure is not None:
+            self._raise_failure()
+        n, waiting = burst.n, self._waiting
+        if waiting.n and (
+            burst.pool is not waiting.pool
+            or waiting.n + n > waiting.capacity
+            or self._waiting_bytes + burst.nbytes > MESSAGE_BYTES
+        ):
+            self.flush()
+        if burst.pool is not waiting.pool:
+            waiting.pool = burst.pool
+        # Kept here until their message goes: counted as consumed now (as a sink's
+        # free), so a failure later in this walk does not free them again.
+        waiting.array[waiting.n : waiting.n + n] = burst.array[:n]
+        waiting.n += n
+        self._waiting_bytes += burst.nbytes
+        burst._sent = True
+        self.stats.handed += n
+        self.stats.freed += n
+        if waiting.n + self.ctx.burst_size > waiting.capacity:
+            self.flush()
+        elif not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush_on_yield)
+
+    def _flush_on_yield(self) -> None:
+        self._flush_scheduled = False
+        try:
+            self.flush()
+        except Exception as exc:  # raised to the walk by the next process() or stop()
+            self._failure = exc
+
+    def _raise_failure(self) -> None:
+        if self._failure is not None:
+            failure, self._failure = self._failure, None
+            raise failure
+
+    def flush(self) -> None:
+        """Send the waiting bursts as one message (or drop them: the peer is stalled)."""
+        waiting = self._waiting
+        n = waiting.n
+        if not n:
+            return
+        pool = waiting.pool
         if pool is not self._pool:
             data = np.frombuffer(pool._object_bytes, np.uint8)
             self._pool, self._arrays = pool, (pool.header_words, data, pool._stride)
         words, data, stride = self._arrays  # type: ignore[misc]
-        n, message = burst.n, self._message
-        length = pack(words, data, stride, burst.array, n, message)
+        message = self._message
+        length = pack(words, data, stride, waiting.array, n, message)
         if length > message.shape[0]:
             message = self._message = self._new_message(2 * length)
-            length = pack(words, data, stride, burst.array, n, message)
+            length = pack(words, data, stride, waiting.array, n, message)
         if length < 0:
-            raise foreign_burst(burst)
-        sent = self.sender.send(message[:length], 0.0 if self.failing else self.block_s)
-        self.failing = not sent
-        if sent:
-            self.free(burst)
-        else:
-            self.drop(burst)
+            error = foreign_burst(waiting)
+            waiting.n = self._waiting_bytes = 0  # not ours to free
+            raise error
+        sent = False
+        try:
+            sent = self.sender.send(message[:length], 0.0 if self.failing else self.block_s)
+        finally:  # sent or not (or the transport raised), the mbufs go back
+            self.failing = not sent
+            if sent:
+                self.messages += 1
+            else:
+                self.stats.freed -= n  # dropped, not consumed
+                self.stats.drops += n
+            _free(waiting)
+            waiting.n = self._waiting_bytes = 0
 
     def _send_end(self, timeout: float = 0.0) -> bool:
         """Queue the end mark (behind every burst sent); whether it is queued."""
         if not self.ended:
+            self.flush()
             end = HEADER.pack(MAGIC, VERSION, END, self.node, self.ctx.replica, 0)
             self.ended = self.sender.send(end, timeout)
         return self.ended
 
     async def stop(self) -> None:
+        self._raise_failure()
+        self.flush()  # here, on the walk's loop: a scheduled flush may run meanwhile
         await asyncio.get_running_loop().run_in_executor(None, self._close)
 
     def _close(self) -> None:

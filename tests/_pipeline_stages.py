@@ -190,3 +190,18 @@ class Datagrams(pktflow.Source):
         for i, (h, size) in enumerate(zip(burst.array[:k].tolist(), sizes, strict=False)):
             self.ctx.pool.mbuf(h).append(size)[:] = self.payload(i, size)
         return k
+
+
+class Record(pktflow.Stage):
+    """A sink keeping each packet's bytes, in order of arrival."""
+
+    outputs = ()
+
+    def __init__(self, ctx: pktflow.StageContext) -> None:
+        super().__init__(ctx)
+        self.packets: list[bytes] = []
+
+    def process(self, burst: pktflow.Burst) -> None:
+        pool = burst.pool
+        self.packets += [bytes(pool.mbuf(h).data) for h in burst.handles.tolist()]
+        self.free(burst)
