@@ -36,6 +36,7 @@ from ._cluster_kernels import pack as _pack_dispatcher
 from ._cluster_kernels import unpack as _unpack_dispatcher
 from ._cluster_transport import Receiver, Sender, transport
 from ._errors import PipelineError
+from ._malloc import keep_freed_memory
 from ._stage import Burst, Source, Stage, StageContext, _free, foreign_burst
 
 # The compiled entry points: the arguments are typed by construction (runtime
@@ -129,6 +130,7 @@ class RemoteSend(Stage):
         coalesce: int = COALESCE,
     ) -> None:
         super().__init__(ctx)
+        keep_freed_memory()
         self.ended = False
         self.to_node = to_node
         self.peer_lost = False  # the driver said the consumer's node is gone
@@ -256,6 +258,7 @@ class RemoteReceive(Source):
 
     def __init__(self, ctx: StageContext, *, edge: str, senders: list[list[int]]) -> None:
         super().__init__(ctx)
+        keep_freed_memory()
         receiver = take_receiver(edge)
         if receiver is None:
             raise PipelineError(
