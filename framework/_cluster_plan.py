@@ -36,7 +36,8 @@ from ._spec import ClusterSpec, EdgeSpec, InputRef, PipelineSpec, StageSpec
 
 __all__ = ["ClusterPlan", "RemoteEdge"]
 
-# High-water marks count bursts: at least this many per remote edge.
+# High-water marks count messages (edge.size / burst; a message carries up to
+# _cluster_stages.COALESCE bursts): at least this many per remote edge.
 MIN_HWM = 64
 
 

@@ -240,17 +240,22 @@ class RemoteSend(Stage):
         return self.ended
 
     async def stop(self) -> None:
-        self._raise_failure()
-        self.flush()  # here, on the walk's loop: a scheduled flush may run meanwhile
-        await asyncio.get_running_loop().run_in_executor(None, self._close)
+        try:
+            self._raise_failure()
+            self.flush()  # here, on the walk's loop: a scheduled flush may run meanwhile
+        finally:
+            await asyncio.get_running_loop().run_in_executor(None, self._close)
 
     def _close(self) -> None:
         # The receiver ends on the end mark: give a slow consumer time to make room
         # for it. A peer that takes nothing for END_WAIT_S is gone (or stuck): what
         # is queued for it is given up. Else close delivers what is queued, the
         # end mark last, for at most LINGER_S.
-        queued = self._send_end(0.0 if self.peer_lost else END_WAIT_S)
-        self.sender.close(linger=None if queued else 0.0)
+        queued = False
+        try:
+            queued = self._send_end(0.0 if self.peer_lost else END_WAIT_S)
+        finally:
+            self.sender.close(linger=None if queued else 0.0)
 
 
 class RemoteReceive(Source):

@@ -7,8 +7,8 @@ reuse it at once. Neither side ever blocks forever: ``send`` takes a
 timeout (0: try once) and says whether the message left, ``receive``
 returns None when nothing is there.
 
-ZeroMQ: PUSH/PULL, one single-frame message per burst, the high-water
-marks counted in messages (= bursts). The receiving side binds
+ZeroMQ: PUSH/PULL, single-frame messages (a remote edge's: up to 8
+bursts each), the high-water marks counted in messages. The receiving side binds
 and the sending side connects (FIELD-NOTES: probing then rebinding a port
 races); ``linger`` bounds how long a closing sender still delivers.
 

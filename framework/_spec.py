@@ -194,7 +194,7 @@ class EdgeSpec(_Spec, frozen=True):
         Literal["zmq"],
         _about(
             "How an edge between stages on different cluster nodes carries bursts: zmq "
-            "(ZeroMQ PUSH/PULL, one message per burst)."
+            "(ZeroMQ PUSH/PULL, a message per turn of the sender's walk: up to 8 bursts)."
         ),
     ] = "zmq"
 
