@@ -105,9 +105,10 @@ class _ZmqPeer:
         socket.close(linger=5000)
 
     def close(self) -> None:
+        """Close the bound socket (the context lives as long as the actor: a trial a shape)."""
         if self.socket is not None:
             self.socket.close(linger=0)
-        self.context.term()
+            self.socket = None
 
 
 class _RayPeer:
