@@ -7,7 +7,8 @@ until it sends None.
 
 - ``udp_client``: ("echo", port, seconds) -> ``Span`` of the replies: keeps
   a window of datagrams in flight to 127.0.0.1:port and sends one more per
-  reply, a batch per system call. The socket is connected, so a reply
+  reply, a batch per system call (sent as UDP GSO messages where the
+  kernel has it: the server receives each datagram on its own). The socket is connected, so a reply
   from another address than the server's is dropped (as a resolver does).
 - ``afpacket_sender``: ("send", seconds) -> frames sent: floods the veth
   end ``a`` of the namespace with a pktflow pipeline (generator ->
@@ -44,24 +45,23 @@ def udp_client(parent: Parent) -> None:
 
     Batched, so the client is not what bounds the server it measures: one
     ``recvmmsg`` takes every reply waiting (blocking for the first, at most
-    ``QUIET_S``), one ``sendmmsg`` sends as many datagrams again.
+    ``QUIET_S``), one system call sends as many datagrams again: messages
+    of up to ``GSO_SEGMENTS`` datagrams the kernel cuts (UDP GSO) where it
+    can, so the server still receives each datagram on its own but the
+    client pays the stack once a message, else one message per datagram.
     """
     import numpy as np
 
     from pktflow.pipelines import _udp_kernels as k
 
     rx, rx_iovs, _ = k.messages(WINDOW)
-    tx, tx_iovs, _ = k.messages(WINDOW)
     buffers = np.zeros((WINDOW, 2048), np.uint8)
-    payload = np.frombuffer(bytes(range(DATAGRAM)), np.uint8).copy()
     slots = np.arange(WINDOW, dtype=np.uint64)
     rx_iovs[:: k.MAX_SEGS, 0] = buffers.ctypes.data + slots * 2048
     rx_iovs[:: k.MAX_SEGS, 1] = 2048
-    tx_iovs[:: k.MAX_SEGS, 0] = payload.ctypes.data
-    tx_iovs[:: k.MAX_SEGS, 1] = DATAGRAM
-    for msgs in (rx, tx):  # connected: no addresses
-        msgs[:, k.M_NAME] = msgs[:, k.M_NAMELEN] = 0
-    k.recv_many(-1, rx, 1, 0), k.send_many(-1, tx, 1, 0)  # compiled (or loaded) before jobs
+    rx[:, k.M_NAME] = rx[:, k.M_NAMELEN] = 0  # connected: no addresses
+    send = _datagram_sender(k, np)
+    k.recv_many(-1, rx, 1, 0), send(-1, 1)  # compiled (or loaded) before jobs
     quiet = struct.pack("ll", 0, int(QUIET_S * 1e6))
     parent.ready()
     while (job := parent.receive()) is not None:
@@ -74,18 +74,55 @@ def udp_client(parent: Parent) -> None:
             replies = 0
             start = time.perf_counter()
             deadline = start + seconds
-            k.send_many(fd, tx, WINDOW, 0)
+            send(fd, WINDOW)
             now = start
             while now < deadline:
                 got = k.recv_many(fd, rx, WINDOW, MSG_WAITFORONE)
                 if got > 0:
                     replies += got
-                    k.send_many(fd, tx, got, 0)  # one more per reply
+                    send(fd, got)  # one more per reply
                 else:  # quiet (lost on the way), or refused: put the window back
-                    k.send_many(fd, tx, WINDOW, 0)
+                    send(fd, WINDOW)
                 now = time.perf_counter()
             end = time.perf_counter()
         parent.send(Span(start, end, replies))
+
+
+def _datagram_sender(k: Any, np: Any) -> Any:
+    """``send(fd, count)``: ``count`` datagrams of ``DATAGRAM`` bytes on a connected socket.
+
+    The messages point into arrays made here: ``send`` keeps them alive.
+    """
+    payload = np.tile(np.arange(DATAGRAM, dtype=np.uint8), WINDOW)
+    tx, tx_iovs, _ = k.messages(WINDOW)
+    tx[:, k.M_NAME] = tx[:, k.M_NAMELEN] = 0
+    first = tx_iovs[:: k.MAX_SEGS]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.getsockopt(k.SOL_UDP, k.UDP_SEGMENT)
+        except OSError:  # no UDP GSO here: a message per datagram
+            first[:, 0], first[:, 1] = payload.ctypes.data, DATAGRAM
+
+            def send_each(fd: int, count: int, keep: Any = payload) -> int:
+                return int(k.send_many(fd, tx, count, 0))
+
+            return send_each
+    controls, _ = k.send_batches(WINDOW)
+    controls[:, 2] = DATAGRAM
+    segments = k.GSO_SEGMENTS
+    messages = np.arange(WINDOW, dtype=np.uint64)
+    first[:, 0] = payload.ctypes.data + messages * (segments * DATAGRAM)
+    tx[:, k.M_CONTROL] = controls.ctypes.data + messages * (k.CONTROL_WORDS * 8)
+    tx[:, k.M_CONTROLLEN] = k.CONTROL_WORDS * 8
+
+    def send(fd: int, count: int, keep: Any = (payload, controls)) -> int:
+        full, rest = divmod(count, segments)
+        first[:full, 1] = segments * DATAGRAM
+        if rest:
+            first[full, 1] = rest * DATAGRAM
+        return int(k.send_many(fd, tx, full + (rest > 0), 0))
+
+    return send
 
 
 SENDER_BURST = 256  # the flood's bursts: fewer kicks, a faster sender than at 32

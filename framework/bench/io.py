@@ -14,9 +14,11 @@ Three pairs of rows, each pair measured in the same run, interleaved:
 - ``UDP echo`` over loopback: ``udp_source -> udp_sink (reply)`` beside a
   plain asyncio ``DatagramProtocol`` echo on uvloop. The client that sends
   and counts the replies runs in another (spawned) process, keeping a
-  window of datagrams in flight with one ``recvmmsg``/``sendmmsg`` per
-  batch on a connected socket, so neither the GIL nor the client's own
-  cost per datagram bounds the server it measures.
+  window of datagrams in flight on a connected socket: one ``recvmmsg``
+  takes the replies waiting, one ``sendmmsg`` sends as many again as
+  messages the kernel cuts into datagrams (UDP GSO; the server still gets
+  each datagram on its own), so neither the GIL nor the client's own cost
+  per datagram bounds the server it measures.
 
 Rates: the pcap row counts the packets the source replayed over the walk's
 time (``stats.elapsed_s``); scapy's, the packets read and filtered over the
@@ -497,7 +499,8 @@ def run_io_bench(
         "UDP echo: udp_source -> udp_sink (reply: true) over 127.0.0.1, beside a plain "
         "asyncio DatagramProtocol that sends each datagram back, on uvloop; the client is a "
         "spawned process on a connected socket keeping 128 datagrams of 64 bytes in flight "
-        "(one more per reply, a batch per recvmmsg/sendmmsg); rate = replies / s",
+        "(one more per reply; a recvmmsg a batch, a sendmmsg of GSO messages a batch, "
+        "each datagram still delivered on its own); rate = replies / s",
         "each row: one warm-up run, then the timed runs, interleaved with the other rows' runs",
     ]
     backends = list(backends or BACKENDS)
