@@ -392,7 +392,7 @@ class Zone:
         if hugepages == "require":
             raise _no_hugepages(name, total, info)
         if hugepages == "auto":
-            _notice_small_pages(name, info)
+            _notice_small_pages(name, total, info)
         zone = cls._try_create_file(
             name, size, SHM_DIR, _round_up(total, SMALL_PAGE), SMALL_PAGE, kind
         )
@@ -870,15 +870,26 @@ def _no_hugepages(name: str, total: int, info: HugePageInfo) -> BackendError:
 _noticed = False
 
 
-def _notice_small_pages(name: str, info: HugePageInfo) -> None:
+def _notice_small_pages(name: str, total: int, info: HugePageInfo) -> None:
     global _noticed
-    if not _noticed:
-        _noticed = True
-        log.warning(
-            "no free huge pages (%d of %d free): shared zone %r and later ones use 4 KiB "
-            "pages in /dev/shm; reserve some with `%s`",
-            info.free, info.total, name, RESERVE_HINT,
-        )  # fmt: skip
+    if _noticed:
+        return
+    _noticed = True
+    need = -(-total // info.page_size)
+    if info.free >= need and info.mount is None:
+        why = "no hugetlbfs is mounted"
+        hint = "mount one (`mount -t hugetlbfs none /dev/hugepages`, as root)"
+    elif info.free >= need:  # free, but promised to mappings not touched yet
+        why = f"mapping its {need} huge pages failed ({info.free} free, some reserved)"
+        hint = "see HugePages_Rsvd in /proc/meminfo"
+    else:
+        why = f"it needs {need} huge pages of {_page_text(info.page_size)}, {info.free} free"
+        hint = f"reserve more with `sysctl -w vm.nr_hugepages={info.total + need - info.free}`"
+    log.warning(
+        "shared zone %r: %s; it and later zones that do not fit use 4 KiB pages in "
+        "/dev/shm; %s",
+        name, why, hint,
+    )  # fmt: skip
 
 
 def _exists_message(name: str, path: Path) -> str:

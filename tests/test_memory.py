@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import gc
+import logging
 import mmap
 import multiprocessing
 import os
+import re
 import stat
 import struct
 from collections.abc import Callable, Iterator
@@ -240,6 +242,32 @@ def test_auto_falls_back_to_small_pages(
     assert Path(str(shared.path)).parent == SHM
     private = make_zone(10_000, shared=False, hugepages="auto")
     assert private.page_size == SMALL_PAGE
+
+
+@pytest.mark.parametrize(
+    ("free", "mount", "says"),
+    [
+        (0, "/dev/hugepages", r"needs 1 huge pages of 2 MiB, 0 free.*vm\.nr_hugepages=1`"),
+        (8, None, r"no hugetlbfs is mounted.*mount -t hugetlbfs"),
+    ],
+)
+def test_the_fallback_notice_says_why_and_what_to_do(
+    make_zone: MakeZone,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    free: int,
+    mount: str | None,
+    says: str,
+) -> None:
+    info = HugePageInfo(page_size=2 << 20, total=free, free=free, mount=mount)
+    monkeypatch.setattr(pktflow._memory, "hugepage_info", lambda: info)
+    monkeypatch.setattr(pktflow._memory, "_hugetlbfs_mount", lambda may_mount: None)
+    monkeypatch.setattr(pktflow._memory, "_noticed", False)
+    with caplog.at_level(logging.WARNING, logger="pktflow"):
+        zone = make_zone(10_000, shared=True, hugepages="auto")
+    assert zone.page_size == SMALL_PAGE
+    assert re.search(says, caplog.text), caplog.text
+    assert zone.name in caplog.text
 
 
 @pytest.mark.parametrize("shared", [True, False], ids=["shared", "private"])
