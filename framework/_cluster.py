@@ -45,6 +45,7 @@ from typing import Any
 import msgspec
 
 from ._cluster_plan import ClusterPlan
+from ._cluster_stages import COALESCE
 from ._errors import ConfigError, PipelineError
 from ._pipeline import Pipeline, Stats, check_start
 from ._spec import ClusterSpec, PipelineSpec
@@ -163,8 +164,8 @@ class Shard:
         # Ray hands a control call (stop, forget, stats) to this actor through
         # several steps that each need the GIL, which a busy walk holds: with
         # Python's default 5 ms switch interval a stop took 0.02-6 s to arrive
-        # under 100 k packets/s; at 0.5 ms, 10-40 ms. The walk pays nothing while
-        # no other thread asks for the GIL.
+        # under 100 k packets/s; at 0.5 ms, 10-40 ms. A walk pays nothing while
+        # no other thread asks for the GIL (thread lcores in one shard switch more).
         sys.setswitchinterval(SWITCH_INTERVAL_S)
         self.node = node
         self.pipeline: Pipeline | None = None
@@ -638,7 +639,7 @@ def aggregate(
         local = edges.get(e.name, {})  # the consumer's node's own producer copy: direct
         edges[e.name] = {
             "count": max(0, sent - received) + local.get("count", 0),
-            "capacity": e.hwm * e.burst + local.get("capacity", 0),
+            "capacity": e.hwm * e.burst * COALESCE + local.get("capacity", 0),
             "drops": drops + local.get("drops", 0),
             "transport": e.transport,
             "nodes": [list(e.producer_nodes), e.consumer_node],

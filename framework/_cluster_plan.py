@@ -30,15 +30,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from ._cluster_stages import NodeShare, RemoteReceive, RemoteSend
+from ._cluster_stages import COALESCE, NodeShare, RemoteReceive, RemoteSend
 from ._errors import ConfigError
 from ._spec import ClusterSpec, EdgeSpec, InputRef, PipelineSpec, StageSpec
 
 __all__ = ["ClusterPlan", "RemoteEdge"]
 
-# High-water marks count messages (edge.size / burst; a message carries up to
-# _cluster_stages.COALESCE bursts): at least this many per remote edge.
-MIN_HWM = 64
+# High-water marks count messages, each up to COALESCE bursts: edge.size packets
+# in full messages, and at least this many messages per remote edge.
+MIN_HWM = 8
 
 
 @dataclass(frozen=True)
@@ -135,7 +135,7 @@ class ClusterPlan:
                 consumer_node=c_node,
                 producer_nodes=senders,
                 full=consumer.edge.full,
-                hwm=max(MIN_HWM, consumer.edge.size // burst),
+                hwm=max(MIN_HWM, -(-consumer.edge.size // (burst * COALESCE))),
                 burst=burst,
                 transport=consumer.edge.transport,
             )

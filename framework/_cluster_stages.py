@@ -1,10 +1,11 @@
 """The stages the cluster driver inserts into each node's pipeline.
 
-- ``RemoteSend`` (a sink, on the producer's node and lcores): packs each
-  burst into one message (``_cluster_kernels.pack``, into a buffer it
-  reuses: the transport copies), sends it without
-  blocking the lcore forever, frees the mbufs; what it could not send is
-  dropped and counted. Its ``stop()`` sends the end-of-stream mark.
+- ``RemoteSend`` (a sink, on the producer's node and lcores): packs the
+  bursts of one turn of the walk (up to ``COALESCE`` bursts or
+  ``MESSAGE_BYTES``) into one message (``_cluster_kernels.pack``, into a
+  buffer it reuses: the transport copies), sends it without blocking the
+  lcore forever, frees the mbufs; what it could not send is dropped and
+  counted. Its ``stop()`` sends the end-of-stream mark.
 - ``RemoteReceive`` (a source, on lcore 0 of the consumer's node): takes a
   message, allocates local mbufs and copies the packets in (``unpack``);
   it ends once every sender said end (or its node was declared lost).
@@ -214,9 +215,13 @@ class RemoteSend(Stage):
         if length > message.shape[0]:
             message = self._message = self._new_message(2 * length)
             length = pack(words, data, stride, waiting.array, n, message)
-        if length < 0:
+        if length < 0:  # a handle not of this pool: free the others, drop them all
             error = foreign_burst(waiting)
-            waiting.n = self._waiting_bytes = 0  # not ours to free
+            handles = waiting.array[:n]
+            pool.free_bulk(np.ascontiguousarray(handles[handles < words.shape[0] - 1]))
+            self.stats.freed -= n
+            self.stats.drops += n
+            waiting.n = self._waiting_bytes = 0
             raise error
         sent = False
         try:

@@ -381,6 +381,7 @@ class Zone:
                 raise ExistsError(_exists_message(name, path))
         reap_dead_zones()
         info = hugepage_info()
+        mount = None
         if hugepages != "never" and info.free * info.page_size >= total:
             mount = _hugetlbfs_mount(may_mount=True)
             if mount is not None:
@@ -392,7 +393,7 @@ class Zone:
         if hugepages == "require":
             raise _no_hugepages(name, total, info)
         if hugepages == "auto":
-            _notice_small_pages(name, total, info)
+            _notice_small_pages(name, total, info, mount)
         zone = cls._try_create_file(
             name, size, SHM_DIR, _round_up(total, SMALL_PAGE), SMALL_PAGE, kind
         )
@@ -870,21 +871,26 @@ def _no_hugepages(name: str, total: int, info: HugePageInfo) -> BackendError:
 _noticed = False
 
 
-def _notice_small_pages(name: str, total: int, info: HugePageInfo) -> None:
+def _notice_small_pages(name: str, total: int, info: HugePageInfo, mount: Path | None) -> None:
+    """Say once why shared zones fall back to 4 KiB pages, and what fixes it.
+
+    ``mount``: the writable hugetlbfs mount tried (None: none found, or the
+    pages were too few to look for one).
+    """
     global _noticed
     if _noticed:
         return
     _noticed = True
     need = -(-total // info.page_size)
-    if info.free >= need and info.mount is None:
-        why = "no hugetlbfs is mounted"
-        hint = "mount one (`mount -t hugetlbfs none /dev/hugepages`, as root)"
-    elif info.free >= need:  # free, but promised to mappings not touched yet
-        why = f"mapping its {need} huge pages failed ({info.free} free, some reserved)"
-        hint = "see HugePages_Rsvd in /proc/meminfo"
-    else:
+    if info.free < need:
         why = f"it needs {need} huge pages of {_page_text(info.page_size)}, {info.free} free"
         hint = f"reserve more with `sysctl -w vm.nr_hugepages={info.total + need - info.free}`"
+    elif mount is None:
+        why = "no writable hugetlbfs mount"
+        hint = "mount one (`mount -t hugetlbfs none /dev/hugepages`, as root)"
+    else:  # free, but promised to mappings not touched yet
+        why = f"mapping its {need} huge pages in {mount} failed ({info.free} free)"
+        hint = "see HugePages_Rsvd in /proc/meminfo"
     log.warning(
         "shared zone %r: %s; it and later zones that do not fit use 4 KiB pages in "
         "/dev/shm; %s",

@@ -71,8 +71,12 @@ UDP_SEGMENT = 103
 CONTROL_WORDS = 3  # a cmsghdr (len, level, type) and the uint16 segment size, padded
 GSO_SEGMENTS = 64  # datagrams a message at most (the kernel's UDP_MAX_SEGMENTS, or less)
 GSO_BYTES = 65000  # bytes a message at most: under an IPv4 datagram's 65,507
+# The longest datagram a message may carry segmented: one that fits an Ethernet
+# MTU (1,500 - 20 - 8). The kernel refuses segments longer than the route's MTU
+# allows (EINVAL): longer datagrams go on their own, as before GSO.
+GSO_LONGEST = 1472
 # batches columns
-B_DATAGRAMS, B_FIRST = range(2)
+B_DATAGRAMS, B_FIRST, B_BYTES = range(3)
 
 # Counter slots
 C_DATAGRAMS, C_BYTES, C_TRUNCATED, C_FAILED, C_CALLS, C_SEGMENTED = range(6)
@@ -206,14 +210,14 @@ def rx_burst(fd, msgs, iovs, names, words, data, stride, priv, out, rest, n, loc
 def send_batches(count: int) -> tuple[np.ndarray, np.ndarray]:
     """What ``tx_burst`` needs beside ``messages(count)``: a ``UDP_SEGMENT`` cmsg per message
     (``cmsghdr`` + the segment size, ``CMSG_SPACE(2)`` = 24 bytes), and per message the
-    datagrams it carries and the index of its first handle.
+    datagrams it carries, the index of its first handle and its bytes.
 
     Usage: ``controls, batches = send_batches(32)``
     """
     controls = np.zeros((count, CONTROL_WORDS), np.uint64)
     controls[:, 0] = 16 + 2  # cmsg_len: CMSG_LEN(sizeof(uint16_t))
     controls[:, 1] = SOL_UDP | (UDP_SEGMENT << 32)  # cmsg_level, cmsg_type
-    return controls, np.zeros((count, 2), np.int64)
+    return controls, np.zeros((count, 3), np.int64)
 
 
 @njit
@@ -231,6 +235,7 @@ def _send_all(fd, msgs, batches, start, count, counts):
         if r > 0:
             for m in range(start + sent, start + sent + r):
                 counts[C_DATAGRAMS] += batches[m, B_DATAGRAMS]
+                counts[C_BYTES] += batches[m, B_BYTES]
                 if batches[m, B_DATAGRAMS] > 1:
                     counts[C_SEGMENTED] += batches[m, B_DATAGRAMS]
             sent += r
@@ -275,8 +280,9 @@ def tx_burst(
     from ``fds[0]`` to the address already in ``names`` (every slot). A
     chain's segments go as one datagram (at most ``MAX_SEGS``; longer ones
     are counted failed). Consecutive one-segment datagrams to one address,
-    of one length (the last may be shorter), go as one message the kernel
-    cuts (UDP GSO), up to ``segments`` a message (1: never).
+    of one length (the last may be shorter) of at most ``GSO_LONGEST``
+    bytes, go as one message the kernel cuts (UDP GSO), up to ``segments``
+    a message (1: never). Bytes are counted as messages go.
 
     Returns how many handles were dealt with: ``n``, or fewer when
     ``handles[i]`` arrived on a local port with no socket in ``fds`` yet
@@ -327,9 +333,9 @@ def tx_burst(
                 msgs[m, M_CONTROL] = control_base + np.uint64(m * CONTROL_WORDS * 8)
                 msgs[m, M_CONTROLLEN] = CONTROL_WORDS * 8
             open_bytes += length
+            batches[m, B_BYTES] = open_bytes
             if length < open_size or batches[m, B_DATAGRAMS] == segments:
                 open_size = 0  # a shorter datagram ends a segmented message
-            counts[C_BYTES] += length
             i += 1
             continue
         left = length
@@ -356,7 +362,8 @@ def tx_burst(
         msgs[j, M_CONTROLLEN] = 0
         batches[j, B_DATAGRAMS] = 1
         batches[j, B_FIRST] = i
-        open_size = length if single and segments > 1 else 0
+        batches[j, B_BYTES] = length
+        open_size = length if single and segments > 1 and length <= GSO_LONGEST else 0
         open_bytes = length
         if reply:
             a = j * SOCKADDR
@@ -368,7 +375,6 @@ def tx_burst(
             names[a + 5] = priv[h, P_ADDR + 1]
             names[a + 6] = priv[h, P_ADDR + 2]
             names[a + 7] = priv[h, P_ADDR + 3]
-        counts[C_BYTES] += length
         j += 1
         i += 1
     if j > run_start:

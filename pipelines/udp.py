@@ -226,10 +226,11 @@ class UdpSink(pktflow.Stage):
     One ``sendmmsg`` per burst (per run of one answering socket). A
     datagram the socket refuses (its buffer full, too long) is counted in
     ``failed``, never waited for. Consecutive datagrams to one address, of
-    one length, go as one message the kernel cuts into datagrams (UDP
-    generic segmentation offload, Linux 4.18+): a fraction of the kernel's
-    cost per datagram. Where the route cannot segment (the kernel refuses
-    such a message), the sink sends one by one from then on.
+    one length up to 1,472 bytes (an Ethernet MTU's), go as one message the
+    kernel cuts into datagrams (UDP generic segmentation offload, Linux
+    4.18+): a fraction of the kernel's cost per datagram. Where a route
+    cannot segment (the kernel refuses such a message), the sink sends one
+    by one from then on.
 
     Options:
         to: Where to send every datagram, "host:port".

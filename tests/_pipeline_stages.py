@@ -185,9 +185,9 @@ class Datagrams(pktflow.Source):
         await self.go.wait()
         if not self.sizes:
             return None
-        sizes, self.sizes = self.sizes[: burst.capacity], self.sizes[burst.capacity :]
-        k = self.ctx.pool.alloc_bulk(burst.array, len(sizes))
-        for i, (h, size) in enumerate(zip(burst.array[:k].tolist(), sizes, strict=False)):
+        k = self.ctx.pool.alloc_bulk(burst.array, min(len(self.sizes), burst.capacity))
+        sizes, self.sizes = self.sizes[:k], self.sizes[k:]
+        for i, (h, size) in enumerate(zip(burst.array[:k].tolist(), sizes, strict=True)):
             self.ctx.pool.mbuf(h).append(size)[:] = self.payload(i, size)
         return k
 

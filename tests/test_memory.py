@@ -248,7 +248,7 @@ def test_auto_falls_back_to_small_pages(
     ("free", "mount", "says"),
     [
         (0, "/dev/hugepages", r"needs 1 huge pages of 2 MiB, 0 free.*vm\.nr_hugepages=1`"),
-        (8, None, r"no hugetlbfs is mounted.*mount -t hugetlbfs"),
+        (8, None, r"no writable hugetlbfs mount.*mount -t hugetlbfs"),
     ],
 )
 def test_the_fallback_notice_says_why_and_what_to_do(

@@ -240,7 +240,9 @@ def test_a_datagram_longer_than_the_data_room_is_dropped_and_counted():
 SIZES = [64] * 5 + [30] + [64] * 3 + [100] + [0] + [7, 7] + [1400] * 40 + [1]
 
 
-def send_sizes(extra_options: dict, before_go=None) -> tuple[list[bytes], UdpSink]:
+def send_sizes(
+    extra_options: dict, before_go=None, sizes: list[int] = SIZES
+) -> tuple[list[bytes], UdpSink]:
     """The Datagrams test source -> udp_sink to a catcher: what the catcher got, and the sink."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as catcher:
         catcher.bind(("127.0.0.1", 0))
@@ -250,7 +252,7 @@ def send_sizes(extra_options: dict, before_go=None) -> tuple[list[bytes], UdpSin
                 "name": "udp",
                 "mempools": {"pkts": {"n": 1023, "cache_size": 32}},
                 "stages": {
-                    "src": {"type": "_pipeline_stages:Datagrams", "sizes": SIZES},
+                    "src": {"type": "_pipeline_stages:Datagrams", "sizes": sizes},
                     "tx": {
                         "type": "udp_sink",
                         "inputs": ["src"],
@@ -271,14 +273,14 @@ def send_sizes(extra_options: dict, before_go=None) -> tuple[list[bytes], UdpSin
             await pipeline.stop()
 
         asyncio.run(main())
-        got = [catcher.recv(2048) for _ in SIZES]
+        got = [catcher.recv(2048) for _ in sizes]
     sink = pipeline.stage("tx")
     assert isinstance(sink, UdpSink)
     return got, sink
 
 
-def expected_datagrams(burst: int = 32) -> list[bytes]:
-    return [Datagrams.payload(i % burst, size) for i, size in enumerate(SIZES)]
+def expected_datagrams(sizes: list[int] = SIZES, burst: int = 32) -> list[bytes]:
+    return [Datagrams.payload(i % burst, size) for i, size in enumerate(sizes)]
 
 
 def test_runs_to_one_address_go_as_one_segmented_message_and_arrive_whole():
@@ -286,9 +288,16 @@ def test_runs_to_one_address_go_as_one_segmented_message_and_arrive_whole():
     assert got == expected_datagrams()  # each datagram whole, in order, none merged or split
     assert (sink.sent, sink.failed) == (len(SIZES), 0)
     if sink.gso:  # Linux 4.18+
-        # 5 + 1 | 3 | 2 | 20 (the rest of the first burst) | 20 + 1 (the second)
-        assert sink.segmented == 6 + 3 + 2 + 20 + 21
+        # 5 + 1 | 3 | 2 | 19 (the rest of the first burst) | 21 + 1 (the second)
+        assert sink.segmented == 6 + 3 + 2 + 19 + 22
         assert sink.calls == 2  # one sendmmsg per burst
+
+
+def test_datagrams_longer_than_an_ethernet_mtu_allows_go_on_their_own():
+    sizes = [1473] * 4 + [1472] * 3  # segments must fit any Ethernet route's MTU
+    got, sink = send_sizes({}, sizes=sizes)
+    assert got == expected_datagrams(sizes)
+    assert sink.segmented == (3 if sink.gso else 0)
 
 
 def test_without_gso_every_datagram_is_a_message_of_its_own():
