@@ -171,8 +171,7 @@ class RemoteSend(Stage):
             or self._waiting_bytes + burst.nbytes > MESSAGE_BYTES
         ):
             self.flush()
-        if burst.pool is not waiting.pool:
-            waiting.pool = burst.pool
+        waiting.pool = burst.pool
         # Kept here until their message goes: counted as consumed now (as a sink's
         # free), so a failure later in this walk does not free them again.
         waiting.array[waiting.n : waiting.n + n] = burst.array[:n]
@@ -215,26 +214,31 @@ class RemoteSend(Stage):
         if length > message.shape[0]:
             message = self._message = self._new_message(2 * length)
             length = pack(words, data, stride, waiting.array, n, message)
-        if length < 0:  # a handle not of this pool: free the others, drop them all
+        if length < 0:  # a handle not of this pool: give back the others, drop them all
             error = foreign_burst(waiting)
             handles = waiting.array[:n]
-            pool.free_bulk(np.ascontiguousarray(handles[handles < words.shape[0] - 1]))
-            self.stats.freed -= n
-            self.stats.drops += n
-            waiting.n = self._waiting_bytes = 0
+            mine = handles[handles < words.shape[0] - 1]
+            waiting.array[: mine.shape[0]] = mine
+            waiting.n = mine.shape[0]
+            self._release_waiting(n, sent=False)
             raise error
         sent = False
         try:
             sent = self.sender.send(message[:length], 0.0 if self.failing else self.block_s)
         finally:  # sent or not (or the transport raised), the mbufs go back
             self.failing = not sent
-            if sent:
-                self.messages += 1
-            else:
-                self.stats.freed -= n  # dropped, not consumed
-                self.stats.drops += n
-            _free(waiting)
-            waiting.n = self._waiting_bytes = 0
+            self._release_waiting(n, sent)
+
+    def _release_waiting(self, n: int, sent: bool) -> None:
+        """Free the waiting mbufs; ``n`` packets were counted consumed on arrival:
+        dropped instead when their message did not go."""
+        if sent:
+            self.messages += 1
+        else:
+            self.stats.freed -= n
+            self.stats.drops += n
+        _free(self._waiting)
+        self._waiting.n = self._waiting_bytes = 0
 
     def _send_end(self, timeout: float = 0.0) -> bool:
         """Queue the end mark (behind every burst sent); whether it is queued."""

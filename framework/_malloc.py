@@ -16,7 +16,6 @@ shards' and their lcores'); elsewhere (another libc) it does nothing.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 
 __all__ = ["keep_freed_memory"]
 
@@ -33,7 +32,7 @@ _done = False
 
 
 def keep_freed_memory() -> None:
-    """Raise glibc's trim threshold and top pad for this process (once; no-op elsewhere).
+    """Raise glibc's trim threshold, top pad and mmap threshold here (once; no-op elsewhere).
 
     Usage: ``keep_freed_memory()``
     """
@@ -42,8 +41,7 @@ def keep_freed_memory() -> None:
         return
     _done = True
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or None)
-        mallopt = libc.mallopt
+        mallopt = ctypes.CDLL(None).mallopt  # the process's libc, as the other modules bind it
     except (OSError, AttributeError):  # not glibc: nothing to tune
         return
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)

@@ -298,7 +298,6 @@ def tx_burst(
     j = 0  # messages built
     cursor = 0  # iovecs used
     open_size = 0  # the segment size of message j - 1 while more may join it, else 0
-    open_bytes = 0
     i = 0
     while i < n:
         h = np.int64(handles[i])
@@ -319,7 +318,7 @@ def tx_burst(
         start = np.int64(words[h, H_DIRECT]) * stride + np.int64(words[h, H_BUF] >> 16)
         if (
             open_size > 0 and single and 0 < length <= open_size
-            and open_bytes + length <= GSO_BYTES
+            and batches[j - 1, B_BYTES] + length <= GSO_BYTES
             and (not reply or _same_sender(priv, h, np.int64(handles[batches[j - 1, B_FIRST]])))
         ):  # fmt: skip
             m = j - 1
@@ -332,8 +331,7 @@ def tx_burst(
                 controls[m, 2] = open_size
                 msgs[m, M_CONTROL] = control_base + np.uint64(m * CONTROL_WORDS * 8)
                 msgs[m, M_CONTROLLEN] = CONTROL_WORDS * 8
-            open_bytes += length
-            batches[m, B_BYTES] = open_bytes
+            batches[m, B_BYTES] += length
             if length < open_size or batches[m, B_DATAGRAMS] == segments:
                 open_size = 0  # a shorter datagram ends a segmented message
             i += 1
@@ -364,7 +362,6 @@ def tx_burst(
         batches[j, B_FIRST] = i
         batches[j, B_BYTES] = length
         open_size = length if single and segments > 1 and length <= GSO_LONGEST else 0
-        open_bytes = length
         if reply:
             a = j * SOCKADDR
             names[a] = 2  # AF_INET
